@@ -1,0 +1,36 @@
+"""Index errors: one base class so callers can catch everything index-related in one place.
+
+Each subclass names one failure the operator can act on; messages carry the path and the fix.
+"""
+
+from __future__ import annotations
+
+REBUILD_HINT = "rebuild it with `sparseretr index build`"
+
+
+class SparseIndexError(Exception):
+    """Base class for every error raised while building or opening an index."""
+
+
+class IndexNotFoundError(SparseIndexError, FileNotFoundError):
+    """The index folder, or its manifest.json, does not exist."""
+
+
+class IndexExistsError(SparseIndexError, FileExistsError):
+    """build_index would replace an existing path without overwrite=True."""
+
+
+class IndexVersionError(SparseIndexError):
+    """The manifest names another format, or a format_version this code cannot read."""
+
+
+class CorruptIndexError(SparseIndexError):
+    """The index is present but damaged: bad manifest, missing or mismatched file."""
+
+
+class ManifestError(CorruptIndexError):
+    """manifest.json is not valid JSON or lacks required fields."""
+
+
+class ChecksumMismatchError(CorruptIndexError):
+    """A file's sha256 differs from the manifest (only checked with verify=True)."""

@@ -1,0 +1,190 @@
+"""On-disk format: file names, manifest schema, checksums and durable writes.
+
+Layout of an index folder (format_version 1):
+
+    manifest.json          written last; its presence means "complete index"
+    term_ptr.npy           int64 [vocab + 1]   postings of term t are [term_ptr[t], term_ptr[t+1])
+    post_docs.npy          int32 [n_postings]  internal doc ids, ascending within each term
+    post_impacts.npy       uint8 [n_postings]  quantized weights; weight = impact * scale
+    doc_ids.npy            S<w>  [n_docs]      external ids, UTF-8, fixed width (mmap-able)
+    doc_ids_order.npy      int64 [n_docs]      argsort of doc_ids: external -> internal lookup
+    docstore.sqlite        optional            title/text/metadata by external id
+    encoder/               encoder state written by the caller (idf.json, vocab, ...)
+
+Why .npy: loadable with np.load(mmap_mode="r"), so opening costs nothing and the OS pages in
+only the postings queries touch; dtype and shape live in the header and are checked on open.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from index.errors import (
+    REBUILD_HINT,
+    ChecksumMismatchError,
+    CorruptIndexError,
+    IndexNotFoundError,
+    IndexVersionError,
+    ManifestError,
+)
+
+FORMAT_NAME = "sparseretr-index"
+FORMAT_VERSION = 1
+
+MANIFEST = "manifest.json"
+TERM_PTR = "term_ptr.npy"
+POST_DOCS = "post_docs.npy"
+POST_IMPACTS = "post_impacts.npy"
+DOC_IDS = "doc_ids.npy"
+DOC_IDS_ORDER = "doc_ids_order.npy"
+DOCSTORE = "docstore.sqlite"
+ENCODER_DIR = "encoder"
+
+ARRAY_FILES = (TERM_PTR, POST_DOCS, POST_IMPACTS, DOC_IDS, DOC_IDS_ORDER)
+_REQUIRED_KEYS = (
+    "format",
+    "format_version",
+    "encoder_config",
+    "vocab_size",
+    "n_docs",
+    "n_postings",
+    "quantization",
+    "files",
+)
+_HASH_BLOCK = 1 << 20
+
+
+def sha256_file(path: Path) -> str:
+    """Streamed sha256 (never mmaps or loads the whole file)."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(_HASH_BLOCK):
+            h.update(block)
+    return h.hexdigest()
+
+
+def fsync_file(path: Path) -> None:
+    with open(path, "rb+") as f:
+        os.fsync(f.fileno())
+
+
+def fsync_dir(path: Path) -> None:
+    """Make a rename or file creation in `path` durable (no-op where dirs can't be opened)."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def save_array(folder: Path, name: str, arr: np.ndarray) -> None:
+    path = folder / name
+    np.save(path, arr, allow_pickle=False)
+    fsync_file(path)
+
+
+def file_entry(path: Path, arr: np.ndarray | None = None) -> dict[str, Any]:
+    """Manifest record for one file; dtype/shape only for arrays."""
+    return {
+        "size": path.stat().st_size,
+        "sha256": sha256_file(path),
+        "dtype": arr.dtype.str if arr is not None else None,
+        "shape": list(arr.shape) if arr is not None else None,
+    }
+
+
+def read_manifest(root: Path) -> dict[str, Any]:
+    """Load and validate manifest.json; raises the specific error for each way it can fail."""
+    if not root.exists():
+        raise IndexNotFoundError(f"no index at {root}: build one with `sparseretr index build`")
+    if not root.is_dir():
+        raise IndexNotFoundError(f"{root} is a file, not an index folder")
+    path = root / MANIFEST
+    if not path.is_file():
+        raise IndexNotFoundError(
+            f"{path} is missing: {root} is not a sparseretr index (or its build was "
+            f"interrupted); {REBUILD_HINT}"
+        )
+    try:
+        manifest = json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise ManifestError(f"{path} is not valid JSON ({e}); {REBUILD_HINT}") from e
+    if not isinstance(manifest, dict):
+        raise ManifestError(f"{path} must hold a JSON object; {REBUILD_HINT}")
+    if manifest.get("format") != FORMAT_NAME:
+        raise IndexVersionError(
+            f"{path} has format {manifest.get('format')!r}, expected {FORMAT_NAME!r}: "
+            f"not a sparseretr index; {REBUILD_HINT}"
+        )
+    version = manifest.get("format_version")
+    if not isinstance(version, int) or isinstance(version, bool):
+        raise ManifestError(f"{path}: format_version must be an integer, got {version!r}")
+    if version != FORMAT_VERSION:
+        raise IndexVersionError(
+            f"{root} uses index format_version {version}, this sparseretr reads version "
+            f"{FORMAT_VERSION}; {REBUILD_HINT} (or install the matching sparseretr)"
+        )
+    missing = [k for k in _REQUIRED_KEYS if k not in manifest]
+    if missing:
+        raise ManifestError(f"{path} lacks required fields {missing}; {REBUILD_HINT}")
+    files = manifest["files"]
+    if not isinstance(files, dict) or any(f not in files for f in ARRAY_FILES):
+        raise ManifestError(f"{path}: 'files' must list {list(ARRAY_FILES)}; {REBUILD_HINT}")
+    try:
+        float(manifest["quantization"]["scale"])
+        int(manifest["n_docs"]), int(manifest["vocab_size"]), int(manifest["n_postings"])
+    except (KeyError, TypeError, ValueError) as e:
+        raise ManifestError(
+            f"{path}: malformed counts or quantization ({e}); {REBUILD_HINT}"
+        ) from e
+    return manifest
+
+
+def check_files(root: Path, manifest: dict[str, Any], *, verify: bool) -> None:
+    """Every listed file exists with its recorded size; with verify, its sha256 too."""
+    for name, entry in manifest["files"].items():
+        path = root / name
+        if not path.is_file():
+            raise CorruptIndexError(f"{path} is missing from the index; {REBUILD_HINT}")
+        try:
+            size = int(entry["size"])
+        except (KeyError, TypeError, ValueError) as e:
+            raise ManifestError(f"{root / MANIFEST}: bad entry for {name!r}") from e
+        actual = path.stat().st_size
+        if actual != size:
+            raise CorruptIndexError(
+                f"{path} is {actual} bytes, manifest says {size} (truncated or replaced?); "
+                f"{REBUILD_HINT}"
+            )
+        if verify and sha256_file(path) != entry.get("sha256"):
+            raise ChecksumMismatchError(
+                f"{path} fails its sha256 check (contents changed since build); {REBUILD_HINT}"
+            )
+
+
+def load_array(root: Path, name: str, entry: dict[str, Any], *, mmap: bool) -> np.ndarray:
+    """np.load one array read-only and check dtype/shape against the manifest."""
+    path = root / name
+    try:
+        arr = np.load(path, mmap_mode="r" if mmap else None, allow_pickle=False)
+    except (ValueError, OSError, EOFError) as e:
+        raise CorruptIndexError(f"{path} is not a readable .npy file ({e}); {REBUILD_HINT}") from e
+    if not mmap:
+        arr.setflags(write=False)  # same read-only contract (and Numba signature) as mmap
+    if arr.dtype.str != entry.get("dtype") or list(arr.shape) != entry.get("shape"):
+        raise CorruptIndexError(
+            f"{path} holds {arr.dtype.str}{list(arr.shape)}, manifest says "
+            f"{entry.get('dtype')}{entry.get('shape')}; {REBUILD_HINT}"
+        )
+    return arr

@@ -1,0 +1,46 @@
+"""Sparse encoders behind one contract; `create_encoder` and `load_encoder` pick by kind."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from sparseretr.encoders.base import SparseEncoder
+from sparseretr.encoders.bm25 import BM25Encoder
+from sparseretr.encoders.inference_free import InferenceFreeEncoder
+from sparseretr.encoders.splade import SpladeEncoder
+
+ENCODERS: dict[str, type[SparseEncoder]] = {
+    SpladeEncoder.kind: SpladeEncoder,
+    InferenceFreeEncoder.kind: InferenceFreeEncoder,
+    BM25Encoder.kind: BM25Encoder,
+}
+
+
+def _cls(kind: str) -> type[SparseEncoder]:
+    if kind not in ENCODERS:
+        raise ValueError(f"unknown encoder kind {kind!r}; choose one of {sorted(ENCODERS)}")
+    return ENCODERS[kind]
+
+
+def create_encoder(kind: str, **options: Any) -> SparseEncoder:
+    """A fresh encoder; options left as None fall back to the encoder's defaults."""
+    return _cls(kind)(**{k: v for k, v in options.items() if v is not None})
+
+
+def load_encoder(
+    config: dict[str, Any], state_dir: Path | None = None, **overrides: Any
+) -> SparseEncoder:
+    """Rebuild the encoder an index was built with, from its manifest config and state folder."""
+    return _cls(config.get("kind", "")).from_config(config, state_dir, **overrides)
+
+
+__all__ = [
+    "ENCODERS",
+    "BM25Encoder",
+    "InferenceFreeEncoder",
+    "SparseEncoder",
+    "SpladeEncoder",
+    "create_encoder",
+    "load_encoder",
+]

@@ -1,0 +1,93 @@
+"""Inference-free SPLADE: a model encodes documents; a query is its tokens weighted by IDF.
+
+No network runs at query time, so query latency is a tokenizer call plus the index lookup.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, Self
+
+import numpy as np
+
+from sparseretr.encoders.base import SparseEncoder
+from sparseretr.encoders.splade import SpladeEncoder
+from sparseretr.idf import IDF_FILE, bm25_idf, document_frequencies, load_idf_json, save_idf_json
+from sparseretr.models import DEFAULT_SPLADE, resolve_model
+from sparseretr.sparse import SparseVectors
+
+
+class InferenceFreeEncoder(SparseEncoder):
+    kind = "inference-free"
+
+    def __init__(
+        self, model: str = DEFAULT_SPLADE, *, idf: np.ndarray | None = None, **doc_opts: Any
+    ):
+        self.doc_encoder = SpladeEncoder(model, **doc_opts)
+        self.tokenizer = self.doc_encoder.tokenizer
+        self.vocab_size = self.doc_encoder.vocab_size
+        self.idf_source = "given" if idf is not None else None
+        if idf is None and (resolve_model(model) / IDF_FILE).is_file():
+            idf = self._read_idf(resolve_model(model) / IDF_FILE)
+            self.idf_source = "model"
+        self.idf = idf
+
+    def _read_idf(self, path: Path) -> np.ndarray:
+        return load_idf_json(path, self.tokenizer.get_vocab(), self.vocab_size)
+
+    def fit(self, texts: Sequence[str]) -> None:
+        """Corpus IDF over the tokenizer's vocabulary, used when the model ships no idf.json."""
+        if self.idf is not None:
+            return
+        df, n = document_frequencies(
+            self.doc_encoder.token_ids(texts, None, special=False), self.vocab_size
+        )
+        self.idf = bm25_idf(df, n)
+        self.idf[self.tokenizer.all_special_ids] = 0.0
+        self.idf_source = "corpus"
+
+    def encode_documents(
+        self, texts: Sequence[str], *, batch_size: int | None = None, show_progress: bool = False
+    ) -> SparseVectors:
+        return self.doc_encoder.encode_documents(
+            texts, batch_size=batch_size, show_progress=show_progress
+        )
+
+    def encode_queries(self, texts: Sequence[str]) -> SparseVectors:
+        if self.idf is None:
+            raise RuntimeError("no IDF weights: the model has no idf.json; call fit(corpus) first")
+        rows = []
+        for ids in self.doc_encoder.token_ids(
+            texts, self.doc_encoder.query_max_length, special=False
+        ):
+            uniq = np.unique(np.asarray(ids, dtype=np.int32))
+            w = self.idf[uniq]
+            rows.append((uniq[w > 0], w[w > 0]))
+        return SparseVectors.from_rows(rows, self.vocab_size)
+
+    def tokens(self, ids: Sequence[int]) -> list[str]:
+        return self.doc_encoder.tokens(ids)
+
+    def config(self) -> dict[str, Any]:
+        return {**self.doc_encoder.config(), "kind": self.kind, "idf_source": self.idf_source}
+
+    def save_state(self, folder: Path) -> None:
+        if self.idf is not None:
+            vocab = self.tokenizer.convert_ids_to_tokens(list(range(self.vocab_size)))
+            save_idf_json(Path(folder) / IDF_FILE, self.idf, vocab)
+
+    @classmethod
+    def from_config(
+        cls, config: dict[str, Any], state_dir: Path | None = None, **overrides: Any
+    ) -> Self:
+        opts = {
+            k: config[k]
+            for k in ("max_length", "query_max_length", "top_k", "threshold")
+            if k in config
+        }
+        enc = cls(config.get("model", DEFAULT_SPLADE), **opts, **overrides)
+        if state_dir is not None and (Path(state_dir) / IDF_FILE).is_file():
+            enc.idf = enc._read_idf(Path(state_dir) / IDF_FILE)
+            enc.idf_source = config.get("idf_source", "index")
+        return enc

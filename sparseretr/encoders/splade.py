@@ -1,0 +1,194 @@
+"""SPLADE: MLM logits -> log(1 + ReLU) -> max-pool over real tokens, one vocabulary-sized vector.
+
+CPU time is dominated by the hidden -> vocabulary projection, so the batch is sorted by length,
+padded per batch, and the projection runs only on real (unpadded) tokens, in bounded chunks.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, Self
+
+import numpy as np
+import scipy.sparse as sp
+import torch
+from torch import nn
+
+from sparseretr.encoders._torch import inference, pick_device, resolve_dtype
+from sparseretr.encoders.base import SparseEncoder
+from sparseretr.models import DEFAULT_SPLADE, resolve_model
+from sparseretr.sparse import SparseVectors
+
+
+def mlm_head(model: nn.Module) -> nn.Module:
+    """The module mapping last hidden states to vocabulary logits, for the families we know."""
+    if hasattr(model, "cls"):  # BERT-style (BertForMaskedLM and relatives)
+        return model.cls
+    if hasattr(model, "vocab_projector"):  # DistilBERT
+        return nn.Sequential(
+            model.vocab_transform, model.activation, model.vocab_layer_norm, model.vocab_projector
+        )
+    if hasattr(model, "lm_head"):  # RoBERTa / XLM-R style
+        return model.lm_head
+    raise ValueError(f"unsupported masked-LM architecture: {type(model).__name__}")
+
+
+def dense_to_sparse(vecs: torch.Tensor, top_k: int | None, threshold: float) -> sp.csr_matrix:
+    """Keep weights > threshold (and only each row's top_k when set) as a CSR matrix."""
+    vecs = vecs.float()
+    if top_k is not None and top_k < vecs.shape[1]:
+        vals, idx = vecs.topk(top_k, dim=1)
+        kept = torch.zeros_like(vecs).scatter_(1, idx, vals)
+        vecs = kept
+    rows, cols = torch.nonzero(vecs > threshold, as_tuple=True)
+    data = vecs[rows, cols]
+    return sp.csr_matrix(
+        (data.cpu().numpy(), (rows.cpu().numpy(), cols.cpu().numpy())), shape=tuple(vecs.shape)
+    )
+
+
+class SpladeEncoder(SparseEncoder):
+    """Siamese SPLADE: the same masked-LM encodes queries and documents."""
+
+    kind = "splade"
+
+    def __init__(
+        self,
+        model: str = DEFAULT_SPLADE,
+        *,
+        max_length: int = 512,
+        query_max_length: int = 512,
+        batch_size: int = 32,
+        top_k: int | None = None,
+        threshold: float = 0.0,
+        device: str | None = None,
+        dtype: str | None = None,
+        tokens_per_chunk: int = 4096,
+    ) -> None:
+        from transformers import AutoModelForMaskedLM, AutoTokenizer
+
+        self.model_ref = str(model)
+        path = resolve_model(model)
+        self.tokenizer = AutoTokenizer.from_pretrained(path)
+        self.device = pick_device(device)
+        self.autocast = resolve_dtype(self.device, dtype)
+        self.dtype_name = dtype
+        self.model = AutoModelForMaskedLM.from_pretrained(path).eval().to(self.device)
+        self.head = mlm_head(self.model)
+        self.vocab_size = int(self.model.config.vocab_size)
+        self.max_length = max_length
+        self.query_max_length = query_max_length
+        self.batch_size = batch_size
+        self.top_k = top_k
+        self.threshold = threshold
+        self.tokens_per_chunk = tokens_per_chunk
+
+    # -- the contract ---------------------------------------------------------------------
+    def encode_documents(
+        self, texts: Sequence[str], *, batch_size: int | None = None, show_progress: bool = False
+    ) -> SparseVectors:
+        return self._encode(
+            texts,
+            self.max_length,
+            batch_size or self.batch_size,
+            self.top_k,
+            self.threshold,
+            show_progress,
+        )
+
+    def encode_queries(self, texts: Sequence[str]) -> SparseVectors:
+        return self._encode(texts, self.query_max_length, self.batch_size, None, 0.0, False)
+
+    def tokens(self, ids: Sequence[int]) -> list[str]:
+        return self.tokenizer.convert_ids_to_tokens([int(i) for i in ids])
+
+    def config(self) -> dict[str, Any]:
+        return {
+            "kind": self.kind,
+            "model": self.model_ref,
+            "max_length": self.max_length,
+            "query_max_length": self.query_max_length,
+            "top_k": self.top_k,
+            "threshold": self.threshold,
+        }
+
+    @classmethod
+    def from_config(
+        cls, config: dict[str, Any], state_dir: Path | None = None, **overrides: Any
+    ) -> Self:
+        opts = {
+            k: config[k]
+            for k in ("max_length", "query_max_length", "top_k", "threshold")
+            if k in config
+        }
+        return cls(config.get("model", DEFAULT_SPLADE), **opts, **overrides)
+
+    # -- the work -------------------------------------------------------------------------
+    def token_ids(
+        self, texts: Sequence[str], max_length: int | None, special: bool
+    ) -> list[list[int]]:
+        if isinstance(texts, str):
+            raise TypeError("pass a sequence of strings, not a single string")
+        if len(texts) == 0:
+            return []
+        return self.tokenizer(
+            list(texts),
+            truncation=max_length is not None,
+            max_length=max_length,
+            add_special_tokens=special,
+        )["input_ids"]
+
+    def _encode(
+        self,
+        texts: Sequence[str],
+        max_length: int,
+        batch_size: int,
+        top_k: int | None,
+        threshold: float,
+        show_progress: bool,
+    ) -> SparseVectors:
+        ids = self.token_ids(texts, max_length, special=True)
+        order = np.argsort([-len(x) for x in ids], kind="stable")
+        parts = []
+        batches = range(0, len(ids), batch_size)
+        if show_progress:
+            from tqdm.auto import tqdm
+
+            batches = tqdm(batches, desc="encode", unit="batch")
+        for start in batches:
+            batch = [ids[i] for i in order[start : start + batch_size]]
+            parts.append(dense_to_sparse(self.forward(batch), top_k, threshold))
+        if not parts:
+            return SparseVectors.from_scipy(sp.csr_matrix((0, self.vocab_size)), self.vocab_size)
+        inverse = np.empty_like(order)
+        inverse[order] = np.arange(order.size)
+        return SparseVectors.from_scipy(sp.vstack(parts).tocsr()[inverse], self.vocab_size)
+
+    def forward(self, batch: list[list[int]]) -> torch.Tensor:
+        """Token id lists -> [B, vocab] SPLADE weights (dense; the caller sparsifies)."""
+        padded = self.tokenizer.pad({"input_ids": batch}, return_tensors="pt")
+        input_ids = padded["input_ids"].to(self.device)
+        mask = padded["attention_mask"].to(self.device)
+        with inference(self.device, self.autocast):
+            hidden = self.model.base_model(input_ids=input_ids, attention_mask=mask)[0]
+            packed = hidden[mask.bool()]  # [tokens, H], documents contiguous in order
+            lengths = mask.sum(1).tolist()
+            out = torch.empty(len(batch), self.vocab_size, device=self.device)
+            doc = 0
+            while doc < len(batch):
+                # Chunk whole documents so that the [tokens, vocab] logits stay bounded in memory.
+                end, budget = doc, 0
+                while end < len(batch) and (
+                    end == doc or budget + lengths[end] <= self.tokens_per_chunk
+                ):
+                    budget += lengths[end]
+                    end += 1
+                first = sum(lengths[:doc])
+                logits = self.head(packed[first : first + budget])
+                # Per-document amax over split views: ~8x faster on CPU than torch.segment_reduce.
+                for j, chunk in enumerate(logits.float().split(lengths[doc:end]), start=doc):
+                    out[j] = chunk.amax(0)
+                doc = end
+            # log1p(relu(.)) is monotonic, so it commutes with the max-pool: apply it once per doc.
+            return torch.log1p(torch.relu(out))

@@ -1,0 +1,164 @@
+"""Encoders: SPLADE equals the textbook formula, IDF queries, BM25 impacts, model resolution."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from sparseretr.encoders import BM25Encoder, InferenceFreeEncoder, create_encoder, load_encoder
+from sparseretr.idf import bm25_idf, document_frequencies, load_idf_json, save_idf_json
+from sparseretr.models import ModelNotFoundError, resolve_model
+from sparseretr.sparse import SparseVectors
+
+DOCS = [
+    "Vitamin D deficiency raises cancer risk in adults.",
+    "Chaperones help proteins fold inside the cell. " * 3,
+    "short",
+]
+
+
+def naive_splade(encoder, text: str) -> np.ndarray:
+    """One document through the plain Hugging Face model, as the SPLADE paper writes it."""
+    batch = encoder.tokenizer(text, return_tensors="pt", truncation=True, max_length=512)
+    with torch.no_grad():
+        logits = encoder.model(**batch).logits[0]
+    return torch.log1p(torch.relu(logits)).amax(0).numpy()
+
+
+def test_splade_matches_naive_formula(splade):
+    ours = splade.encode_documents(DOCS).to_scipy().toarray()
+    ref = np.stack([naive_splade(splade, t) for t in DOCS])
+    np.testing.assert_allclose(ours, ref, atol=1e-4)
+
+
+def test_splade_nonnegative_deterministic_order_free(splade):
+    a = splade.encode_documents(DOCS)
+    b = splade.encode_documents(DOCS[::-1])
+    assert a.data.min() > 0
+    np.testing.assert_allclose(a.to_scipy().toarray(), b.to_scipy().toarray()[::-1], atol=1e-5)
+    c = splade.encode_documents(DOCS)
+    np.testing.assert_array_equal(a.indices, c.indices)
+    np.testing.assert_allclose(a.data, c.data, atol=1e-6)
+    for i in range(len(a)):
+        ids = a.row(i)[0]
+        assert np.all(np.diff(ids) > 0)
+
+
+def test_splade_pruning(splade):
+    full = splade.encode_documents(DOCS)
+    topk = create_encoder("splade", top_k=5, batch_size=4)
+    pruned = topk.encode_documents(DOCS)
+    assert pruned.nnz_per_row().max() <= 5
+    for i in range(len(DOCS)):
+        fid, fw = full.row(i)
+        keep = set(fid[np.argsort(-fw)[:5]].tolist())
+        assert set(pruned.row(i)[0].tolist()) == keep
+    thr = create_encoder("splade", threshold=0.5).encode_documents(DOCS)
+    assert thr.data.min() > 0.5
+    assert thr.nnz < full.nnz
+
+
+def test_splade_empty_and_very_long_inputs(splade):
+    vecs = splade.encode_documents(["", "word " * 5000])
+    assert len(vecs) == 2  # no error: empty text still has [CLS]/[SEP], long text is truncated
+    assert splade.encode_queries([]).nnz == 0
+    with pytest.raises(TypeError):
+        splade.encode_documents("a single string")
+
+
+def test_splade_config_round_trip(splade):
+    again = load_encoder(splade.config())
+    np.testing.assert_allclose(
+        again.encode_queries(["cancer"]).data, splade.encode_queries(["cancer"]).data, atol=1e-6
+    )
+
+
+def test_inference_free_queries_are_idf_weighted_unique_tokens(tmp_path):
+    enc = InferenceFreeEncoder(batch_size=4)
+    assert enc.idf is None
+    with pytest.raises(RuntimeError, match="fit"):
+        enc.encode_queries(["cancer"])
+    enc.fit(DOCS)
+    q = enc.encode_queries(["cancer cancer risk"])
+    ids, w = q.row(0)
+    toks = enc.tokens(ids)
+    assert sorted(toks) == ["cancer", "risk"]  # unique, no [CLS]/[SEP]
+    n = len(DOCS)  # both tokens occur in exactly one document
+    assert w == pytest.approx([math.log(1 + (n - 1 + 0.5) / 1.5)] * 2, rel=1e-5)
+    # A token absent from the corpus gets the highest IDF (df = 0).
+    assert enc.idf[enc.tokenizer.convert_tokens_to_ids("zebra")] > w[0]
+    # State round trip through idf.json, as an index stores it.
+    enc.save_state(tmp_path)
+    again = load_encoder(enc.config(), tmp_path)
+    np.testing.assert_allclose(again.idf, enc.idf, atol=1e-5)
+
+
+def test_inference_free_reads_model_idf_json(tmp_path):
+    model_dir = resolve_model("splade-tiny")
+    for f in model_dir.iterdir():
+        (tmp_path / f.name).symlink_to(f)
+    (tmp_path / "idf.json").write_text(json.dumps({"cancer": 2.5, "risk": 1.0}))
+    enc = InferenceFreeEncoder(str(tmp_path))
+    ids, w = enc.encode_queries(["cancer risk therapy"]).row(0)
+    assert dict(zip(enc.tokens(ids), w.tolist(), strict=True)) == {"cancer": 2.5, "risk": 1.0}
+
+
+def test_idf_helpers(tmp_path):
+    df, n = document_frequencies([[1, 2, 2], [2, 3]], vocab_size=5)
+    assert n == 2 and df.tolist() == [0, 1, 2, 1, 0]
+    idf = bm25_idf(df, n)
+    assert idf[2] == pytest.approx(math.log(1 + 0.5 / 2.5))
+    save_idf_json(tmp_path / "idf.json", idf, ["a", "b", "c", "d", "e"])
+    back = load_idf_json(tmp_path / "idf.json", {t: i for i, t in enumerate("abcde")}, 5)
+    np.testing.assert_allclose(back, idf, atol=1e-6)
+    (tmp_path / "bad.json").write_text("[1, 2]")
+    with pytest.raises(ValueError, match="JSON object"):
+        load_idf_json(tmp_path / "bad.json", {}, 5)
+
+
+def test_bm25_impacts_by_hand(tmp_path):
+    enc = BM25Encoder(k1=0.9, b=0.4)
+    docs = ["apple apple banana", "banana cherry", "the cherries of the orchard"]
+    enc.fit(docs)
+    assert enc.analyzer("The Apples of Cherries") == ["appl", "cherri"]  # stop words, Porter
+    vecs = enc.encode_documents(docs)
+    got = {enc.tokens([t])[0]: w for t, w in zip(*vecs.row(0), strict=True)}
+    # lengths 3, 2, 2 after stop words ("the", "of") -> avgdl = 7/3; N = 3.
+    norm = 0.9 * (1 - 0.4 + 0.4 * 3 / (7 / 3))
+    idf_apple, idf_banana = math.log(1 + 2.5 / 1.5), math.log(1 + 1.5 / 2.5)
+    assert got["appl"] == pytest.approx(idf_apple * 2 * 1.9 / (2 + norm), rel=1e-5)
+    assert got["banana"] == pytest.approx(idf_banana * 1 * 1.9 / (1 + norm), rel=1e-5)
+    q = enc.encode_queries(["apple apple kiwi"])
+    assert enc.tokens(q.row(0)[0]) == ["appl"] and q.row(0)[1].tolist() == [2.0]
+    enc.save_state(tmp_path)
+    again = load_encoder(enc.config(), tmp_path)
+    np.testing.assert_allclose(again.encode_documents(docs).data, vecs.data)
+
+
+def test_model_resolution_errors(monkeypatch, tmp_path):
+    assert (resolve_model("splade-tiny") / "config.json").is_file()
+    with pytest.raises(ModelNotFoundError, match="does not exist"):
+        resolve_model(str(tmp_path / "missing"))
+    with pytest.raises(ModelNotFoundError, match="no config.json"):
+        resolve_model(tmp_path)
+
+    def offline(*_a, **_k):
+        raise OSError("We couldn't connect to 'https://huggingface.co'")
+
+    monkeypatch.setattr("huggingface_hub.snapshot_download", offline)
+    with pytest.raises(ModelNotFoundError, match="could not be fetched"):
+        resolve_model("naver/splade-v3")
+    with pytest.raises(ValueError, match="unknown encoder kind"):
+        create_encoder("colbert")
+
+
+def test_sparse_vectors_helpers():
+    v = SparseVectors.from_rows([([3, 1, 3], [1.0, 2.0, 0.5]), ([], [])], vocab_size=5)
+    assert v.to_dicts() == [{1: 2.0, 3: 1.5}, {}]
+    assert len(v.concat([v, v])) == 4
+    with pytest.raises(ValueError):
+        SparseVectors(np.array([1]), np.zeros(0, np.int32), np.zeros(0, np.float32), 3)
