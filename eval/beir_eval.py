@@ -45,25 +45,56 @@ def evaluate_system(
     )
 
 
-def _sparse_row(path: str, data: Any, *, k: int, timing: str, check_exact: bool) -> SystemResult:
-    from sparseretr.search import SparseSearcher, exact_agreement
+def _engine_rows(
+    path: str,
+    data: Any,
+    *,
+    modes: Sequence[str],
+    fusions: Sequence[str],
+    k: int,
+    timing: str,
+    check_exact: bool,
+    options: dict[str, Any],
+) -> list[SystemResult]:
+    """Every requested mode of one index, through the same Engine the HTTP service uses."""
+    from sparseretr.engine import Engine
+    from sparseretr.search import exact_agreement
 
-    searcher = SparseSearcher.open(path)
-    manifest = searcher.index.manifest
-    extra: dict[str, Any] = {
+    engine = Engine.open(
+        path, dense=any(m in ("dense", "hybrid") for m in modes), bm25="bm25" in modes
+    )
+    manifest = engine.sparse.index.manifest
+    base = {
         "index": str(path),
         "encoder": manifest.get("encoder_config"),
         "nnz_per_doc": manifest.get("stats", {}).get("avg_nnz_per_doc"),
     }
-    if check_exact:
-        extra["exact_top10_vs_brute_force"] = exact_agreement(
-            searcher.index, searcher.encode(list(data.queries.values())), k=10
-        )
-    name = f"{searcher.name} ({Path(path).name})"
-    encode_s = manifest.get("build", {}).get("encode_s")
-    return evaluate_system(
-        name, searcher, data, k=k, timing=timing, encode_seconds=encode_s, extra=extra
-    )
+    rows = []
+    for mode in modes:
+        for fusion in fusions if mode == "hybrid" else [None]:
+            engine.check_mode(mode)
+            opts = {**options, "fusion": fusion} if fusion else {}
+            searcher = engine.searcher(mode, **opts)
+            extra = dict(base, mode=mode, **opts)
+            if mode == "sparse" and check_exact:
+                queries = engine.sparse.encode(list(data.queries.values()))
+                extra["exact_top10_vs_brute_force"] = exact_agreement(engine.sparse.index, queries)
+            name = engine.sparse.name if mode == "sparse" else mode
+            if fusion:
+                name = f"hybrid {fusion}"
+            encode_s = manifest.get("build", {}).get("encode_s") if mode == "sparse" else None
+            rows.append(
+                evaluate_system(
+                    f"{name} ({Path(path).name})",
+                    searcher,
+                    data,
+                    k=k,
+                    timing=timing,
+                    encode_seconds=encode_s,
+                    extra=extra,
+                )
+            )
+    return rows
 
 
 def evaluate_beir(
@@ -76,11 +107,27 @@ def evaluate_beir(
     out_dir: str | Path = "runs",
     timing: str = "single",
     check_exact: bool = False,
+    modes: Sequence[str] = ("sparse",),
+    fusions: Sequence[str] = ("rrf",),
+    fusion_options: dict[str, Any] | None = None,
 ) -> EvalReport:
     if not indexes and not baselines:
         raise ValueError("nothing to evaluate: pass --index PATH and/or --baseline bm25")
     data = load_beir(dataset, split=split)
-    rows = [_sparse_row(p, data, k=k, timing=timing, check_exact=check_exact) for p in indexes]
+    rows = [
+        row
+        for p in indexes
+        for row in _engine_rows(
+            p,
+            data,
+            modes=modes,
+            fusions=fusions,
+            k=k,
+            timing=timing,
+            check_exact=check_exact,
+            options=fusion_options or {},
+        )
+    ]
     for baseline in baselines:
         if baseline != "bm25":
             raise ValueError(f"unknown baseline {baseline!r}")

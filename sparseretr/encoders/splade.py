@@ -137,6 +137,7 @@ class SpladeEncoder(SparseEncoder):
             truncation=max_length is not None,
             max_length=max_length,
             add_special_tokens=special,
+            verbose=False,  # corpus IDF reads whole documents; no "longer than 512" warnings
         )["input_ids"]
 
     def _encode(

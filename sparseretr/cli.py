@@ -1,0 +1,242 @@
+"""`sparseretr` command line: index build / info, search, eval beir, serve."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+DEFAULT_DATA = "../shared/data/beir/scifact"
+
+
+def _add_encoder_args(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("encoder")
+    g.add_argument(
+        "--encoder",
+        default="splade",
+        choices=["splade", "inference-free", "bm25"],
+        help="siamese SPLADE, inference-free SPLADE (IDF queries) or BM25 impacts",
+    )
+    g.add_argument("--model", help="model folder, Hugging Face id, or 'splade-tiny' (default)")
+    g.add_argument("--max-length", type=int, help="document max tokens (default 512)")
+    g.add_argument("--batch-size", type=int, help="documents per encoder batch (default 32)")
+    g.add_argument("--doc-top-k", type=int, help="keep only each document's top-k terms")
+    g.add_argument("--threshold", type=float, help="drop document weights at or below this")
+    g.add_argument("--device", help="cpu, cuda, cuda:1 ... (default: GPU when present)")
+    g.add_argument(
+        "--dtype",
+        choices=["auto", "float32", "bfloat16", "float16"],
+        help="autocast dtype (default: bf16/fp16 on GPU, fp32 on CPU)",
+    )
+
+
+def _add_fusion_args(p: argparse.ArgumentParser) -> None:
+    from sparseretr.fusion import DEFAULTS
+
+    g = p.add_argument_group("hybrid fusion (defaults tuned on SciFact train)")
+    g.add_argument(
+        "--alpha", type=float, default=DEFAULTS["alpha"], help="convex: weight of the sparse side"
+    )
+    g.add_argument("--rrf-k", type=int, default=DEFAULTS["rrf_k"], help="RRF rank constant")
+    g.add_argument(
+        "--normalization",
+        choices=["minmax", "zscore"],
+        default=DEFAULTS["normalization"],
+        help="convex: per-query score normalization",
+    )
+    g.add_argument(
+        "--candidates", type=int, default=DEFAULTS["candidates"], help="top-N of each side fused"
+    )
+
+
+def _encoder_from_args(a: argparse.Namespace):
+    from sparseretr.encoders import create_encoder
+
+    if a.encoder == "bm25":
+        return create_encoder("bm25")
+    return create_encoder(
+        a.encoder,
+        model=a.model,
+        max_length=a.max_length,
+        batch_size=a.batch_size,
+        top_k=a.doc_top_k,
+        threshold=a.threshold,
+        device=a.device,
+        dtype=a.dtype,
+    )
+
+
+def cmd_index_build(a: argparse.Namespace) -> int:
+    from sparseretr.corpus import corpus_file
+    from sparseretr.indexing import build_from_corpus
+
+    corpus_file(a.corpus)  # fail on a wrong path before loading any model
+    if Path(a.out).exists() and not a.overwrite:
+        raise FileExistsError(f"{a.out} already exists; pass --overwrite to replace it")
+    summary = build_from_corpus(
+        a.corpus,
+        a.out,
+        _encoder_from_args(a),
+        limit=a.limit,
+        overwrite=a.overwrite,
+        show_progress=not a.quiet,
+    )
+    print(json.dumps(summary.as_dict(), indent=2))
+    return 0
+
+
+def cmd_index_info(a: argparse.Namespace) -> int:
+    from index import SparseIndex
+
+    idx = SparseIndex.open(a.index, verify=a.verify)
+    print(json.dumps(idx.manifest, indent=2))
+    if a.verify:
+        print("checksums: ok", file=sys.stderr)
+    return 0
+
+
+def cmd_search(a: argparse.Namespace) -> int:
+    from sparseretr.search import SparseSearcher
+
+    searcher = SparseSearcher.open(a.index)
+    query = " ".join(a.query).strip()
+    if not query:
+        raise ValueError("the query is empty")
+    qvec = searcher.encode([query])
+    hits = searcher.search_vectors(qvec, a.k)[0]
+    store = searcher.index.docstore
+    out = []
+    for rank, h in enumerate(hits, 1):
+        doc = (store.get(h.id) if store is not None else None) or {}
+        row = {"rank": rank, "id": h.id, "score": round(h.score, 4), "title": doc.get("title", "")}
+        if a.explain:
+            row["matched"] = searcher.explain(qvec, h.internal)[:10]
+        out.append(row)
+    if a.json:
+        print(json.dumps(out, indent=2))
+    else:
+        for r in out:
+            print(f"{r['rank']:>3}  {r['score']:>9.4f}  {r['id']:<12} {r['title'][:80]}")
+            for m in r.get("matched", []):
+                print(f"{'':>16}{m['token']:<16} q={m['query_weight']:.3f} d={m['doc_weight']:.3f}")
+    return 0
+
+
+def cmd_eval_beir(a: argparse.Namespace) -> int:
+    from eval.beir_eval import evaluate_beir
+
+    report = evaluate_beir(
+        a.data,
+        split=a.split,
+        indexes=a.index,
+        baselines=a.baseline,
+        k=a.k,
+        out_dir=a.out,
+        timing=a.timing,
+        check_exact=a.check_exact,
+    )
+    print(report.markdown)
+    print(f"\nreport: {report.json_path}\n        {report.md_path}", file=sys.stderr)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="sparseretr", description=__doc__)
+    sub = p.add_subparsers(dest="command", required=True)
+
+    ix = sub.add_parser("index", help="build or inspect an index").add_subparsers(
+        dest="index_command", required=True
+    )
+    b = ix.add_parser("build", help="encode a corpus and write an index folder")
+    b.add_argument("--corpus", required=True, help="corpus JSONL(.gz) or a BEIR dataset folder")
+    b.add_argument("--out", required=True, help="index folder to create")
+    b.add_argument("--limit", type=int, help="index only the first N documents")
+    b.add_argument("--overwrite", action="store_true", help="replace an existing index")
+    b.add_argument("--quiet", action="store_true", help="no progress bar")
+    b.add_argument(
+        "--dense",
+        nargs="?",
+        const="all-MiniLM-L6-v2",
+        metavar="MODEL",
+        help="also build a dense index (default model all-MiniLM-L6-v2) for hybrid",
+    )
+    b.add_argument("--with-bm25", action="store_true", help="also build a BM25 index (mode bm25)")
+    _add_encoder_args(b)
+    b.set_defaults(func=cmd_index_build)
+    i = ix.add_parser("info", help="print an index manifest")
+    i.add_argument("index")
+    i.add_argument("--verify", action="store_true", help="also check every file's sha256")
+    i.set_defaults(func=cmd_index_info)
+
+    s = sub.add_parser("search", help="search an index from the command line")
+    s.add_argument("--index", required=True)
+    s.add_argument("query", nargs="+")
+    s.add_argument("-k", type=int, default=10)
+    s.add_argument("--explain", action="store_true", help="show matched tokens and weights")
+    s.add_argument("--json", action="store_true")
+    s.set_defaults(func=cmd_search)
+
+    ev = sub.add_parser("eval", help="evaluate").add_subparsers(dest="eval_command", required=True)
+    e = ev.add_parser("beir", help="evaluate indexes on a BEIR dataset (folder or name)")
+    e.add_argument("data", help="BEIR folder, or a dataset name to download (online only)")
+    e.add_argument("--index", action="append", default=[], help="index folder (repeatable)")
+    e.add_argument(
+        "--baseline",
+        action="append",
+        default=[],
+        choices=["bm25"],
+        help="add pyserini BM25 flat (k1=0.9, b=0.4); needs the [bm25] extra and Java",
+    )
+    e.add_argument("--split", default="test")
+    e.add_argument("-k", type=int, default=1000, help="hits retrieved per query")
+    e.add_argument("--out", default="runs", help="folder for the JSON and Markdown report")
+    e.add_argument(
+        "--timing",
+        choices=["single", "batch"],
+        default="single",
+        help="single: per-query latency percentiles; batch: throughput only",
+    )
+    e.add_argument(
+        "--check-exact",
+        action="store_true",
+        help="also check the top-10 of every query against brute force",
+    )
+    e.add_argument(
+        "--mode",
+        action="append",
+        choices=["sparse", "dense", "hybrid", "bm25"],
+        help="search mode(s) to evaluate on each index (repeatable; default sparse)",
+    )
+    e.add_argument(
+        "--fusion",
+        action="append",
+        choices=["rrf", "convex"],
+        help="fusion(s) for hybrid mode (repeatable; default rrf)",
+    )
+    _add_fusion_args(e)
+    e.set_defaults(func=cmd_eval_beir)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    args = build_parser().parse_args(argv)
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()  # weight-loading bars are noise on a command line
+    from sparseretr.errors import USER_ERRORS
+
+    try:
+        return int(args.func(args) or 0)
+    except USER_ERRORS as e:
+        print(f"sparseretr: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,174 @@
+"""CLI smoke tests on a tiny corpus, and clear one-line errors for bad input."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from sparseretr.cli import main
+
+
+@pytest.fixture(scope="module")
+def bm25_index(tiny_beir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("idx") / "bm25"
+    assert (
+        main(
+            [
+                "index",
+                "build",
+                "--corpus",
+                str(tiny_beir),
+                "--out",
+                str(out),
+                "--encoder",
+                "bm25",
+                "--quiet",
+            ]
+        )
+        == 0
+    )
+    return out
+
+
+def test_build_search_info(bm25_index: Path, capsys):
+    capsys.readouterr()
+    assert main(["search", "--index", str(bm25_index), "vitamin", "D", "cancer", "--json"]) == 0
+    hits = json.loads(capsys.readouterr().out)
+    assert hits[0]["id"] == "d1" and {h["id"] for h in hits} <= {"d1", "d4"}
+    assert hits[0]["title"] == "Vitamin D and cancer"
+    assert main(["search", "--index", str(bm25_index), "cancer", "--explain"]) == 0
+    assert "cancer" in capsys.readouterr().out
+    assert main(["index", "info", str(bm25_index), "--verify"]) == 0
+    manifest = json.loads(capsys.readouterr().out)
+    assert manifest["n_docs"] == 6 and manifest["encoder_config"]["kind"] == "bm25"
+
+
+def test_splade_build_and_eval(tiny_beir: Path, tmp_path: Path, capsys):
+    out = tmp_path / "splade"
+    assert (
+        main(
+            [
+                "index",
+                "build",
+                "--corpus",
+                str(tiny_beir / "corpus.jsonl"),
+                "--out",
+                str(out),
+                "--encoder",
+                "inference-free",
+                "--limit",
+                "5",
+                "--quiet",
+            ]
+        )
+        == 0
+    )
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["n_docs"] == 5 and summary["nnz_per_doc"] > 0
+    assert (out / "encoder" / "idf.json").is_file()
+    assert (
+        main(
+            [
+                "eval",
+                "beir",
+                str(tiny_beir),
+                "--index",
+                str(out),
+                "-k",
+                "10",
+                "--out",
+                str(tmp_path / "runs"),
+                "--check-exact",
+            ]
+        )
+        == 0
+    )
+    table = capsys.readouterr().out
+    assert "inference-free" in table and "nDCG@10" in table
+    report = json.loads(next((tmp_path / "runs").rglob("report.json")).read_text())
+    row = report["systems"][0] if "systems" in report else report["rows"][0]
+    assert row["extra"]["exact_top10_vs_brute_force"]["same_ids"] == 1.0
+    assert 0.0 < row["metrics"]["NDCG@10"] <= 1.0
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["search", "--index", "/no/such/index", "x"], "no index at /no/such/index"),
+        (["index", "build", "--corpus", "/no/such.jsonl", "--out", "/tmp/x"], "does not exist"),
+        (["eval", "beir", "/no/such/folder", "--index", "/tmp/x"], "/no/such/folder"),
+    ],
+)
+def test_user_errors_are_one_line(argv, message, capsys):
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("sparseretr: error:") and message in err
+    assert "Traceback" not in err
+
+
+def test_existing_index_is_not_overwritten(bm25_index: Path, tiny_beir: Path, capsys):
+    before = (bm25_index / "manifest.json").read_text()
+    assert (
+        main(
+            [
+                "index",
+                "build",
+                "--corpus",
+                str(tiny_beir),
+                "--out",
+                str(bm25_index),
+                "--encoder",
+                "bm25",
+                "--quiet",
+            ]
+        )
+        == 2
+    )
+    assert "--overwrite" in capsys.readouterr().err
+    assert (bm25_index / "manifest.json").read_text() == before
+
+
+def test_corrupt_index_and_empty_query(bm25_index: Path, tmp_path: Path, capsys):
+    broken = tmp_path / "broken"
+    shutil.copytree(bm25_index, broken)
+    (broken / "post_docs.npy").write_bytes(b"garbage")
+    assert main(["search", "--index", str(broken), "cancer"]) == 2
+    assert "rebuild" in capsys.readouterr().err
+    assert main(["search", "--index", str(bm25_index), "  "]) == 2
+    assert "empty" in capsys.readouterr().err
+
+
+def test_malformed_corpus_line(tmp_path: Path, capsys):
+    bad = tmp_path / "c.jsonl"
+    bad.write_text('{"_id": "a", "text": "ok"}\n{not json\n')
+    assert (
+        main(
+            [
+                "index",
+                "build",
+                "--corpus",
+                str(bad),
+                "--out",
+                str(tmp_path / "i"),
+                "--encoder",
+                "bm25",
+                "--quiet",
+            ]
+        )
+        == 2
+    )
+    assert "c.jsonl:2" in capsys.readouterr().err
+    assert not (tmp_path / "i").exists()
+
+
+def test_console_script_help():
+    exe = Path(sys.executable).with_name("sparseretr")
+    cmd = [str(exe)] if exe.exists() else [sys.executable, "-m", "sparseretr.cli"]
+    out = subprocess.run([*cmd, "--help"], capture_output=True, text=True, check=True).stdout
+    for word in ("index", "search", "eval"):
+        assert word in out

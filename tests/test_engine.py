@@ -1,0 +1,201 @@
+"""Engine over a tiny corpus: modes, fusion over the union, explain, batching, errors."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from unittest import mock
+
+import numpy as np
+import pytest
+
+import sparseretr.engine as engine_mod
+from eval.runner import run_retrieval
+from index import SparseIndex
+from index.dense import DENSE_DIR, DenseIndex
+from sparseretr.encoders import create_encoder
+from sparseretr.engine import Engine, SearchResult
+from sparseretr.fusion import convex, rrf
+from sparseretr.indexing import build_from_corpus
+from sparseretr.search import SparseSearcher
+
+DOCS = [
+    ("d0", "Cats", "The domestic cat is a small carnivorous mammal kept as a pet."),
+    ("d1", "Kittens", "A kitten is a juvenile feline; young cats sleep most of the day."),
+    ("d2", "Dogs", "The dog is a domesticated descendant of the wolf."),
+    ("d3", "Stock market", "Share prices fell sharply as investors sold equities."),
+    ("d4", "Bonds", "Government bonds rallied while interest rates dropped."),
+    ("d5", "Volcanoes", "Lava erupts from a volcano when magma reaches the surface."),
+    ("d6", "Baking", "Bread dough rises because yeast ferments the sugars in flour."),
+    ("d7", "Football", "The striker scored twice in the final minutes of the match."),
+]
+ALL_MODES = ["sparse", "dense", "hybrid", "bm25"]
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory: pytest.TempPathFactory):
+    """Index with dense/ (built by build_index's extras) and bm25/; one MiniLM load in all."""
+    from sparseretr.dense import DenseEncoder
+
+    root = tmp_path_factory.mktemp("engine")
+    corpus = root / "corpus.jsonl"
+    corpus.write_text(
+        "\n".join(json.dumps({"_id": i, "title": t, "text": x}) for i, t, x in DOCS),
+        encoding="utf-8",
+    )
+    encoder = DenseEncoder()
+    seen_configs: list[dict] = []
+
+    class Reuse:
+        """Stands in for DenseEncoder in sparseretr.engine: the real model, loaded once."""
+
+        def __new__(cls, model: str = "all-MiniLM-L6-v2", **kwargs):
+            assert model == "all-MiniLM-L6-v2"
+            return encoder
+
+        @staticmethod
+        def from_config(config: dict, **overrides):
+            seen_configs.append(config)
+            return encoder
+
+    path = root / "index"
+    with mock.patch.object(engine_mod, "DenseEncoder", Reuse):
+        build_from_corpus(
+            corpus,
+            path,
+            create_encoder("bm25"),
+            dense_model="all-MiniLM-L6-v2",
+            show_progress=False,
+        )
+        build_from_corpus(corpus, path / "bm25", create_encoder("bm25"), show_progress=False)
+        engine = Engine.open(path)
+    assert seen_configs == [encoder.config()]  # the query encoder comes from dense.json
+    yield engine, path
+    engine.close()
+
+
+@pytest.fixture
+def engine(built) -> Engine:
+    return built[0]
+
+
+def test_layout_and_modes(built) -> None:
+    engine, path = built
+    assert (path / DENSE_DIR / "dense.json").is_file()
+    manifest = SparseIndex.open(path, verify=True).manifest
+    assert "dense/faiss.index" in manifest["files"]  # hashed with the rest by verify=True
+    assert engine.modes == ALL_MODES and engine.default_mode == "hybrid"
+    stats = engine.stats()
+    assert stats["n_docs"] == len(DOCS) and stats["modes"] == ALL_MODES
+    assert stats["dense"] == {"kind": "flat", "n": 8, "dim": 384, "model": "all-MiniLM-L6-v2"}
+    json.dumps(stats)  # served as JSON by /stats
+    assert engine.dense_index is not None and engine.dense_index.n == len(DOCS)
+    sparse_only = Engine.open(path, dense=False, bm25=False)
+    assert sparse_only.modes == ["sparse"] and sparse_only.default_mode == "sparse"
+    with pytest.raises(ValueError, match=r"'hybrid' is not available.*\['sparse'\]"):
+        sparse_only.search(["cats"], mode="hybrid")
+    sparse_only.close()
+
+
+def test_bad_arguments(engine: Engine) -> None:
+    with pytest.raises(ValueError, match=r"unknown search mode 'semantic'.*'bm25'"):
+        engine.search(["cats"], mode="semantic")
+    with pytest.raises(ValueError, match="unknown search mode"):
+        engine.searcher("nope")
+    with pytest.raises(ValueError, match="fusion must be"):
+        engine.search(["cats"], fusion="max")
+    with pytest.raises(ValueError, match="alpha"):
+        engine.search(["cats"], fusion="convex", alpha=2.0)
+    with pytest.raises(ValueError, match="normalization"):
+        engine.search(["cats"], fusion="convex", normalization="l2")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="k must be"):
+        engine.search(["cats"], k=0)
+    with pytest.raises(TypeError):
+        engine.search("cats")  # type: ignore[arg-type]
+    assert engine.search([]) == []
+
+
+def test_single_modes_match_their_searchers(built) -> None:
+    engine, path = built
+    q = ["young cats sleeping"]
+    (sparse,) = engine.search(q, k=5, mode="sparse")
+    expected = SparseSearcher.open(path).search(q, 5)[0]
+    assert [(h.id, h.score) for h in sparse.hits] == expected
+    assert all(set(h.components) == {"sparse"} for h in sparse.hits)
+    assert sparse.hits[0].components["sparse"] == {"score": sparse.hits[0].score, "rank": 1}
+
+    (dense,) = engine.search(q, k=3, mode="dense")
+    assert dense.hits[0].id in {"d0", "d1"} and set(dense.hits[0].components) == {"dense"}
+    assert dense.explain is None and set(dense.timing) == {"encode_ms", "search_ms", "fuse_ms"}
+
+    (bm25,) = engine.search(q, k=3, mode="bm25", explain=True)
+    assert bm25.hits[0].id == "d1" and set(bm25.hits[0].components) == {"bm25"}
+    assert {m["token"] for m in bm25.explain["d1"]} >= {"cat", "young"}
+
+
+def test_hybrid_fuses_the_union(engine: Engine) -> None:
+    q = ["volcano"]  # one doc has the word; the dense side ranks every doc
+    (sparse,) = engine.search(q, k=8, mode="sparse")
+    (dense,) = engine.search(q, k=8, mode="dense")
+    assert [h.id for h in sparse.hits] == ["d5"] and len(dense.hits) == 8
+    runs = {
+        "sparse": [(h.id, h.score) for h in sparse.hits],
+        "dense": [(h.id, h.score) for h in dense.hits],
+    }
+    (hybrid,) = engine.search(q, k=4, mode="hybrid", candidates=8)
+    assert [(h.id, h.score) for h in hybrid.hits] == [(h.id, h.score) for h in rrf(runs)[:4]]
+    assert hybrid.hits[0].id == "d5"
+    assert hybrid.hits[0].components["sparse"]["rank"] == 1
+    assert hybrid.hits[1].components["sparse"] == {"score": None, "rank": None}  # dense-only
+
+    (cvx,) = engine.search(
+        q, k=8, mode="hybrid", fusion="convex", alpha=0.3, normalization="zscore", candidates=8
+    )
+    want = convex(runs, alpha=0.3, normalization="zscore")
+    assert [(h.id, h.score) for h in cvx.hits] == [(h.id, h.score) for h in want]
+
+
+def test_hybrid_explain_covers_every_hit(engine: Engine) -> None:
+    (res,) = engine.search(["lava volcano"], k=3, explain=True)
+    assert isinstance(res, SearchResult) and list(res.explain) == [h.id for h in res.hits]
+    top = {m["token"]: m for m in res.explain["d5"]}
+    assert res.hits[0].id == "d5" and set(top) == {"lava", "volcano"}
+    m = top["lava"]
+    assert m["contribution"] == pytest.approx(m["query_weight"] * m["doc_weight"])
+    assert res.explain[res.hits[1].id] == []  # a dense-only hit shares no token with the query
+    assert "explain_ms" in res.timing
+
+
+def test_batch_encodes_once_per_side(engine: Engine) -> None:
+    queries = ["cats", "interest rates", "bread yeast"]
+    enc, sp = engine.dense_encoder, engine.sparse
+    with (
+        mock.patch.object(enc, "encode", wraps=enc.encode) as dense_calls,
+        mock.patch.object(sp, "encode", wraps=sp.encode) as sparse_calls,
+    ):
+        batch = engine.search(queries, k=2)
+    assert dense_calls.call_count == 1 and sparse_calls.call_count == 1
+    one_by_one = [engine.search([q], k=2)[0] for q in queries]
+    assert [[h.id for h in r.hits] for r in batch] == [[h.id for h in r.hits] for r in one_by_one]
+    assert [r.hits[0].id for r in batch] == ["d0", "d4", "d6"]
+
+
+def test_searcher_for_eval_runner(engine: Engine) -> None:
+    searcher = engine.searcher("hybrid", fusion="convex", alpha=0.7)
+    texts = ["cats", "stock prices"]
+    got = searcher.search(texts, 3)
+    want = engine.search(texts, k=3, mode="hybrid", fusion="convex", alpha=0.7)
+    assert got == [[(h.id, h.score) for h in r.hits] for r in want]
+    assert set(searcher.last_timing) == {"encode_s", "search_s", "fuse_s"}
+    run = run_retrieval(searcher, {"q1": "cats", "q2": "stock prices"}, k=3, warmup=0)
+    assert list(run.results["q2"])[0] == "d3" and "encode_s" in run.breakdown
+
+
+def test_mismatched_dense_side_is_refused(built, tmp_path: Path) -> None:
+    engine, _ = built
+    small = tmp_path / "small"
+    DenseIndex.writer(np.ones((3, engine.dense_encoder.dim), np.float32), {})(small)
+    with pytest.raises(ValueError, match="different builds"):
+        Engine(
+            engine.sparse, dense_index=DenseIndex.open(small), dense_encoder=engine.dense_encoder
+        )
