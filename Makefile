@@ -1,12 +1,13 @@
-# Two commands on a fresh machine: `make run` (set up + main job) and `make test`.
+# Two commands on a fresh machine: `make run` (set up, then the service) and `make test`.
 PY ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 DATA ?= ../shared/data/beir/scifact
 INDEX ?= indexes/scifact
+PORT ?= 8000
 TORCH_VERSION ?= 2.13.0
 
-.PHONY: setup run test lint bench clean
+.PHONY: setup run index eval test browser lint bench clean
 
 $(BIN)/activate:
 	$(PY) -m venv $(VENV)
@@ -15,22 +16,39 @@ $(BIN)/activate:
 	$(BIN)/pip install -q torch==$(TORCH_VERSION)
 
 $(VENV)/.installed: $(BIN)/activate pyproject.toml
-	$(BIN)/pip install -q -e ".[dev]"
+	$(BIN)/pip install -q -e ".[dev,bm25]"
 	touch $@
 
 setup: $(VENV)/.installed
 
+# The main job: the search service on embedded defaults (builds the SciFact index on first start).
 run: setup
-	$(BIN)/sparseretr serve --data $(DATA) --index $(INDEX)
+	$(BIN)/sparseretr serve --data $(DATA) --index $(INDEX) --port $(PORT)
 
-test: setup
+index: setup
+	$(BIN)/sparseretr index build --corpus $(DATA) --out $(INDEX) --dense --with-bm25
+
+eval: setup
+	$(BIN)/sparseretr eval beir $(DATA) --index $(INDEX) --split test \
+		--mode sparse --mode dense --mode bm25 --mode hybrid --fusion rrf --fusion convex \
+		--check-exact --baseline bm25
+
+# Headless Chromium for the browser test (Debian, as root); skipped with a note otherwise.
+browser:
+	@command -v chromium >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null; \
+	  else echo "note: chromium is not installed; the browser test will be skipped"; fi; }
+
+test: setup browser
 	$(BIN)/python -m pytest -q
 
 lint: setup
 	$(BIN)/ruff check .
 
 bench: setup
-	$(BIN)/python -m benchmarks.run_all
+	$(BIN)/python -m benchmarks.search_latency
+	$(BIN)/python -m benchmarks.encode_throughput
 
 clean:
-	rm -rf $(VENV) indexes .pytest_cache
+	rm -rf $(VENV) indexes runs artifacts .pytest_cache

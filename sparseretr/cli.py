@@ -218,7 +218,19 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_fusion_args(e)
     e.set_defaults(func=cmd_eval_beir)
+    sv = sub.add_parser("serve", help="run the HTTP search service (builds a missing index)")
+    from service.server import add_serve_arguments
+
+    add_serve_arguments(sv)
+    sv.set_defaults(func=cmd_serve)
     return p
+
+
+def cmd_serve(a: argparse.Namespace) -> int:
+    from service.server import serve, settings_from_args
+
+    serve(settings_from_args(a))
+    return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -1,0 +1,145 @@
+"""Application factory.
+
+``create_app(settings, engine)`` wires settings, metrics, middleware, error handlers, routers and
+the micro-batcher onto ``app.state``. Without an injected engine, the lifespan loads one with
+``Engine.open(settings.index_path)`` (building the index first when it is missing and
+``build_if_missing`` is on) in a worker thread; with ``load_in_background`` the server answers
+``/healthz`` meanwhile and ``/readyz`` says 503 until it is done.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Callable, Hashable
+from contextlib import asynccontextmanager
+from typing import Any
+
+import anyio.to_thread
+from fastapi import FastAPI
+
+from service.batcher import MicroBatcher
+from service.errors import install_error_handlers
+from service.metrics import Metrics, MetricsMiddleware
+from service.middleware import BodySizeLimitMiddleware
+from service.routes import documents, health, search, ui
+from service.settings import Settings, get_settings
+
+log = logging.getLogger("service")
+
+EngineFactory = Callable[[Settings], Any]
+
+
+def open_engine(settings: Settings) -> Any:
+    """Default engine factory: build the index on first start if asked, then open it."""
+    from service.server import ensure_index
+    from sparseretr.engine import Engine
+
+    ensure_index(settings)
+    extra = {"device": settings.device} if settings.device else {}
+    return Engine.open(settings.index_path, dense=settings.dense, bm25=settings.bm25, **extra)
+
+
+def _version() -> str:
+    try:
+        from importlib.metadata import version
+
+        return version("sparseretr")
+    except Exception:
+        return "0"
+
+
+def create_app(
+    settings: Settings | None = None,
+    engine: Any | None = None,
+    *,
+    engine_factory: EngineFactory | None = None,
+) -> FastAPI:
+    settings = settings or get_settings()
+    factory = engine_factory or open_engine
+    metrics = Metrics()
+
+    def run_batch(queries: list[str], key: Hashable) -> list[tuple[Any, int]]:
+        eng = app.state.engine
+        results = eng.search(queries, **key.engine_kwargs())  # type: ignore[attr-defined]
+        return [(r, len(queries)) for r in results]
+
+    batcher: MicroBatcher = MicroBatcher(
+        run_batch,
+        window_ms=settings.microbatch_window_ms,
+        max_size=settings.microbatch_max_size,
+        max_queue=settings.max_queue,
+        workers=settings.workers,
+        on_batch=metrics.engine_batch.labels("microbatch").observe,
+        on_depth=metrics.queue_depth.set,
+    )
+
+    def engine_loaded(eng: Any) -> None:
+        app.state.engine = eng
+        app.state.engine_error = None
+        app.state.engine_loading = None
+        metrics.ready.set(1)
+        with contextlib.suppress(Exception):
+            metrics.set_index_stats(eng.stats())
+
+    async def load() -> None:
+        app.state.engine_loading = f"loading index {settings.index_path}"
+        try:
+            eng = await anyio.to_thread.run_sync(factory, settings)
+        except Exception as e:  # reported by /readyz; /healthz stays up
+            log.exception("could not load the engine from %s", settings.index_path)
+            app.state.engine_error = f"{type(e).__name__}: {e}"
+            app.state.engine_loading = None
+            return
+        engine_loaded(eng)
+        log.info("engine ready: %s", settings.index_path)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        task: asyncio.Task[None] | None = None
+        if app.state.engine is None:
+            if settings.load_in_background:
+                task = asyncio.create_task(load())
+            else:
+                await load()
+        try:
+            yield
+        finally:
+            if task is not None and not task.done():
+                task.cancel()
+                with contextlib.suppress(BaseException):
+                    await task
+            await batcher.aclose()
+            eng = app.state.engine
+            if eng is not None and owned and hasattr(eng, "close"):
+                with contextlib.suppress(Exception):
+                    eng.close()
+
+    owned = engine is None
+    app = FastAPI(
+        title="sparseretr",
+        version=_version(),
+        summary="Learned sparse retrieval over HTTP: sparse, dense, hybrid and BM25 search.",
+        lifespan=lifespan,
+        redoc_url=None,
+    )
+    app.state.settings = settings
+    app.state.metrics = metrics
+    app.state.batcher = batcher
+    app.state.engine = None
+    app.state.engine_error = None
+    app.state.engine_loading = None
+    if engine is not None:
+        engine_loaded(engine)
+
+    install_error_handlers(app)
+    # Outermost last: metrics see every response, 413s included.
+    app.add_middleware(BodySizeLimitMiddleware, max_body_bytes=settings.max_body_bytes)
+    app.add_middleware(MetricsMiddleware, metrics=metrics)
+
+    app.include_router(search.router)
+    app.include_router(documents.router)
+    app.include_router(health.router)
+    app.include_router(ui.router)
+    return app

@@ -1,0 +1,172 @@
+"""Request and response bodies of the HTTP API (pydantic v2).
+
+Requests are strict (a JSON string is not an int, unknown fields are refused) so a typo such as
+``"top_k"`` or ``"k": "10"`` is reported instead of silently ignored. Search options left out take
+the service defaults (see ``Settings.default_*``); the response reports what was actually used.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+
+from service.settings import (
+    BATCH_CEILING,
+    K_CEILING,
+    QUERY_CHARS_CEILING,
+    Fusion,
+    Mode,
+    Normalization,
+)
+
+QueryText = Annotated[
+    str, StringConstraints(strip_whitespace=True, min_length=1, max_length=QUERY_CHARS_CEILING)
+]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(strict=True, extra="forbid")
+
+
+class SearchOptions(_Strict):
+    k: int = Field(10, ge=1, le=K_CEILING, description="hits to return")
+    mode: Mode | None = Field(None, description="default: the service's default mode")
+    fusion: Fusion | None = Field(None, description="hybrid only: rrf or convex")
+    alpha: float | None = Field(None, ge=0.0, le=1.0, description="convex: weight of sparse")
+    rrf_k: int | None = Field(None, ge=1, le=100_000, description="rrf constant")
+    normalization: Normalization | None = Field(None, description="convex score normalization")
+    candidates: int | None = Field(
+        None, ge=1, le=10 * K_CEILING, description="hits each system contributes to fusion"
+    )
+    explain: bool = Field(False, description="return matched tokens with their weights")
+
+
+class SearchRequest(SearchOptions):
+    query: QueryText
+
+    model_config = ConfigDict(
+        json_schema_extra={"examples": [{"query": "vitamin d deficiency and cancer", "k": 10}]}
+    )
+
+
+class BatchSearchRequest(SearchOptions):
+    queries: list[QueryText] = Field(min_length=1, max_length=BATCH_CEILING)
+
+
+class ComponentScore(BaseModel):
+    score: float | None = None
+    rank: int | None = None
+
+
+class MatchedToken(BaseModel):
+    token: str
+    query_weight: float
+    doc_weight: float
+    contribution: float
+
+
+class Highlight(BaseModel):
+    """A span of ``Hit.snippet`` (code point offsets, end exclusive) that matched ``token``."""
+
+    start: int
+    end: int
+    token: str
+
+
+class Hit(BaseModel):
+    id: str
+    score: float
+    rank: int
+    title: str = ""
+    snippet: str = ""
+    components: dict[str, ComponentScore] = Field(default_factory=dict)
+    matched: list[MatchedToken] | None = None
+    highlights: list[Highlight] | None = None
+
+
+class Timing(BaseModel):
+    encode_ms: float = 0.0
+    search_ms: float = 0.0
+    fuse_ms: float = 0.0
+    total_ms: float = Field(0.0, description="wall time in the service, queueing included")
+    batch_size: int = Field(1, description="queries in the engine call that served this one")
+
+
+class EffectiveOptions(BaseModel):
+    k: int
+    mode: Mode
+    fusion: Fusion
+    alpha: float
+    rrf_k: int
+    normalization: Normalization
+    candidates: int
+    explain: bool
+
+
+class SearchResponse(BaseModel):
+    query: str
+    mode: Mode
+    hits: list[Hit]
+    timing: Timing
+    options: EffectiveOptions
+
+
+class BatchSearchResponse(BaseModel):
+    results: list[SearchResponse]
+    timing: Timing
+
+
+class Document(_Strict):
+    id: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=512)]
+    title: str = ""
+    text: str = ""
+    metadata: dict[str, Any] = Field(default_factory=dict)
+
+
+class DocumentsUpsert(_Strict):
+    documents: list[Document] = Field(min_length=1, max_length=BATCH_CEILING)
+
+
+class ErrorBody(BaseModel):
+    code: str = Field(description="stable machine-readable code, e.g. validation_error")
+    message: str
+    details: Any = None
+
+
+class ErrorResponse(BaseModel):
+    error: ErrorBody
+
+
+class Health(BaseModel):
+    status: Literal["ok"] = "ok"
+
+
+class Ready(BaseModel):
+    ready: bool
+    status: Literal["ready", "loading", "failed"]
+    detail: str | None = None
+
+
+class Limits(BaseModel):
+    max_k: int
+    max_query_chars: int
+    max_batch: int
+    max_body_bytes: int
+
+
+class Defaults(BaseModel):
+    mode: Mode
+    fusion: Fusion
+    alpha: float
+    rrf_k: int
+    normalization: Normalization
+    candidates: int
+
+
+class Stats(BaseModel):
+    index: dict[str, Any] = Field(description="engine.stats(): n_docs, n_postings, vocab, ...")
+    modes: list[str]
+    defaults: Defaults
+    limits: Limits
+    writes_need_key: bool

@@ -1,0 +1,81 @@
+"""Service settings, read from the environment (prefix ``SPARSERETR_``) and an optional .env file.
+
+Every limit that protects the service from a bad or hostile request lives here, so an operator can
+tighten it without a code change. Limits can only be tightened below the API's hard ceilings
+(k <= 1000), never loosened past them.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+Mode = Literal["sparse", "dense", "hybrid", "bm25"]
+Fusion = Literal["rrf", "convex"]
+Normalization = Literal["minmax", "zscore"]
+
+K_CEILING = 1000  # the API never returns more hits per query than this
+QUERY_CHARS_CEILING = 65_536
+BATCH_CEILING = 4096
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="SPARSERETR_", env_file=".env", env_file_encoding="utf-8", extra="ignore"
+    )
+
+    # --- index ---------------------------------------------------------------------------------
+    index_path: Path = Field(Path("indexes/scifact"), description="index folder Engine.open reads")
+    data_path: Path = Field(
+        Path("../shared/data/beir/scifact"),
+        description="BEIR folder or corpus JSONL used to build the index on first start",
+    )
+    build_if_missing: bool = Field(True, description="`serve` builds the index when it is missing")
+    dense: bool = Field(True, description="load the dense side (modes dense/hybrid)")
+    bm25: bool = Field(True, description="load the BM25 side (mode bm25)")
+    device: str | None = Field(None, description="encoder device: cpu, cuda, cuda:1 (default auto)")
+    load_in_background: bool = Field(
+        True, description="answer /healthz while the engine loads; /readyz says 503 until done"
+    )
+
+    # --- network -------------------------------------------------------------------------------
+    host: str = "127.0.0.1"
+    port: int = Field(8000, ge=1, le=65535)
+    api_key: SecretStr | None = Field(None, description="required in X-API-Key for writes")
+    log_level: str = "info"
+
+    # --- request limits ------------------------------------------------------------------------
+    max_k: int = Field(K_CEILING, ge=1, le=K_CEILING)
+    max_query_chars: int = Field(2048, ge=1, le=QUERY_CHARS_CEILING)
+    max_batch: int = Field(64, ge=1, le=BATCH_CEILING)
+    max_body_bytes: int = Field(1 << 20, ge=1024)
+
+    # --- search defaults (a request may override each) -----------------------------------------
+    default_mode: Mode = "hybrid"
+    default_fusion: Fusion = "rrf"
+    default_alpha: float = Field(0.5, ge=0.0, le=1.0)
+    default_rrf_k: int = Field(60, ge=1)
+    default_normalization: Normalization = "minmax"
+    default_candidates: int = Field(100, ge=1)
+    snippet_chars: int = Field(240, ge=40, le=4000)
+    max_matched_tokens: int = Field(32, ge=1, description="explain tokens returned per hit")
+
+    # --- inference -----------------------------------------------------------------------------
+    workers: int = Field(2, ge=1, le=256, description="threads running engine.search")
+    microbatch_window_ms: float = Field(2.0, ge=0.0, le=1000.0)
+    microbatch_max_size: int = Field(32, ge=1, le=BATCH_CEILING)
+    max_queue: int = Field(1024, ge=1, description="queued single queries before 503 overloaded")
+
+    @property
+    def writes_need_key(self) -> bool:
+        return self.api_key is not None and bool(self.api_key.get_secret_value())
+
+
+@lru_cache
+def get_settings() -> Settings:
+    """Settings from the environment, read once per process."""
+    return Settings()

@@ -1,0 +1,66 @@
+"""The service over the real ``sparseretr.engine.Engine``: first-start build of a tiny BEIR corpus
+(SPLADE + dense + BM25), then every mode through HTTP. Slower than test_service.py (models load)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+
+from service import Settings, create_app
+
+pytest.importorskip("sparseretr.engine")
+
+
+@pytest.fixture(scope="module")
+def client(tiny_beir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[TestClient]:
+    index = tmp_path_factory.mktemp("svc") / "idx"
+    settings = Settings(  # type: ignore[call-arg]
+        _env_file=None, index_path=index, data_path=tiny_beir, api_key=None,
+        load_in_background=False, workers=1,
+    )
+    with TestClient(create_app(settings)) as c:
+        yield c
+    assert (index / "dense").is_dir() and (index / "bm25").is_dir()
+
+
+def test_ready_and_stats(client: TestClient) -> None:
+    assert client.get("/readyz").status_code == 200
+    s = client.get("/stats").json()
+    assert s["index"]["n_docs"] == 6
+    assert s["modes"] == ["sparse", "dense", "hybrid", "bm25"]
+    metrics = client.get("/metrics").text
+    assert "sparseretr_index_documents 6.0" in metrics
+
+
+@pytest.mark.parametrize("mode", ["sparse", "dense", "hybrid", "bm25"])
+def test_search_every_mode(client: TestClient, mode: str) -> None:
+    r = client.post("/search", json={"query": "vitamin D deficiency cancer", "mode": mode,
+                                     "k": 3, "explain": True})
+    assert r.status_code == 200, r.text
+    body = r.json()
+    top = body["hits"][0]
+    assert top["id"] == "d1" and top["title"] == "Vitamin D and cancer"
+    expected = {"hybrid": {"sparse", "dense"}}.get(mode, {mode})
+    assert set(top["components"]) == expected
+    if mode == "dense":
+        assert top["matched"] is None  # no tokens to explain
+    else:
+        tokens = {m["token"] for m in top["matched"]}
+        assert "vitamin" in tokens
+        marked = {top["snippet"][h["start"]:h["end"]].lower() for h in top["highlights"]}
+        assert {"vitamin", "deficiency", "cancer"} <= marked
+    assert body["timing"]["encode_ms"] > 0
+
+
+def test_batch_and_documents(client: TestClient) -> None:
+    r = client.post("/search/batch", json={"queries": ["how do proteins fold",
+                                                       "exercise and blood pressure"], "k": 2})
+    assert r.status_code == 200
+    assert [res["hits"][0]["id"] for res in r.json()["results"]] == ["d2", "d5"]
+    doc = client.get("/documents/d3").json()
+    assert doc["title"] == "Sleep" and "memory" in doc["text"]
+    assert client.get("/documents/nope").status_code == 404
+
