@@ -107,11 +107,25 @@ async def _http_handler(request: Request, exc: StarletteHTTPException) -> JSONRe
         message = f"no route for {request.method} {request.url.path}"
     elif status == 405:
         message = f"method {request.method} is not allowed on {request.url.path}"
+        allowed = _allowed_methods(request)
+        if allowed:  # Starlette lists only the first matching route's methods
+            exc.headers = {**(exc.headers or {}), "Allow": ", ".join(allowed)}
     elif status == 400 and "parsing the body" in str(exc.detail):
         code, message = "malformed_json", "the request body is not valid UTF-8 JSON"
     else:
         message = str(exc.detail) if exc.detail else HTTPStatus(status).phrase
     return error_response(status, code, message, None, getattr(exc, "headers", None))
+
+
+def _allowed_methods(request: Request) -> list[str]:
+    """Every method the API documents for this path, read from the (cached) OpenAPI schema."""
+    from starlette.routing import compile_path
+
+    methods: set[str] = set()
+    for path, operations in request.app.openapi().get("paths", {}).items():
+        if compile_path(path)[0].match(request.url.path):
+            methods |= {m.upper() for m in operations}
+    return sorted(methods)
 
 
 async def _api_error_handler(request: Request, exc: ApiError) -> JSONResponse:

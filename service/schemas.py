@@ -9,7 +9,14 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    WithJsonSchema,
+)
 
 from service.settings import (
     BATCH_CEILING,
@@ -21,8 +28,29 @@ from service.settings import (
 )
 
 QueryText = Annotated[
-    str, StringConstraints(strip_whitespace=True, min_length=1, max_length=QUERY_CHARS_CEILING)
+    str,
+    # pattern: "not only whitespace", stated in the schema so clients can validate up front.
+    StringConstraints(
+        strip_whitespace=True, min_length=1, max_length=QUERY_CHARS_CEILING, pattern=r"\S"
+    ),
 ]
+
+
+def _json_integer(v: Any) -> Any:
+    """JSON Schema counts 784.0 as an integer; strict pydantic would not. Strings stay errors."""
+    if isinstance(v, float) and v.is_integer():
+        return int(v)
+    return v
+
+
+def json_int(ge: int, le: int) -> Any:
+    """An int bounded to [ge, le] that takes 784.0 like JSON Schema does, with a standard schema."""
+    return Annotated[
+        int,
+        BeforeValidator(_json_integer),
+        Field(ge=ge, le=le),
+        WithJsonSchema({"type": "integer", "minimum": ge, "maximum": le}),
+    ]
 
 
 class _Strict(BaseModel):
@@ -30,14 +58,16 @@ class _Strict(BaseModel):
 
 
 class SearchOptions(_Strict):
-    k: int = Field(10, ge=1, le=K_CEILING, description="hits to return")
+    k: json_int(1, K_CEILING) = Field(10, description="hits to return")
     mode: Mode | None = Field(None, description="default: the service's default mode")
     fusion: Fusion | None = Field(None, description="hybrid only: rrf or convex")
     alpha: float | None = Field(None, ge=0.0, le=1.0, description="convex: weight of sparse")
-    rrf_k: int | None = Field(None, ge=1, le=100_000, description="rrf constant")
+    rrf_k: json_int(1, 100_000) | None = Field(
+        None, description="rrf constant"
+    )
     normalization: Normalization | None = Field(None, description="convex score normalization")
-    candidates: int | None = Field(
-        None, ge=1, le=10 * K_CEILING, description="hits each system contributes to fusion"
+    candidates: json_int(1, 10 * K_CEILING) | None = Field(
+        None, description="hits each system contributes to fusion"
     )
     explain: bool = Field(False, description="return matched tokens with their weights")
 

@@ -19,8 +19,8 @@ Fusion = Literal["rrf", "convex"]
 Normalization = Literal["minmax", "zscore"]
 
 K_CEILING = 1000  # the API never returns more hits per query than this
-QUERY_CHARS_CEILING = 65_536
-BATCH_CEILING = 4096
+QUERY_CHARS_CEILING = 2048  # the OpenAPI schema states these limits; settings may only lower them
+BATCH_CEILING = 64
 
 
 class Settings(BaseSettings):

@@ -143,6 +143,17 @@ def cmd_eval_beir(a: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_tune_fusion(a: argparse.Namespace) -> int:
+    from eval.tune_fusion import tune_fusion
+
+    report = tune_fusion(a.data, a.index, split=a.split, candidates=a.candidates, out=a.out)
+    for g in report["grid"]:
+        opts = ", ".join(f"{k}={v}" for k, v in g.items() if k != "ndcg@10")
+        print(f"{g['ndcg@10']:.4f}  {opts}")
+    print("best:", json.dumps(report["best"]))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="sparseretr", description=__doc__)
     sub = p.add_subparsers(dest="command", required=True)
@@ -218,6 +229,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_fusion_args(e)
     e.set_defaults(func=cmd_eval_beir)
+    t = ev.add_parser("tune-fusion", help="grid-search hybrid fusion settings on a train split")
+    t.add_argument("data", help="BEIR folder or dataset name")
+    t.add_argument("--index", required=True, help="index folder with a dense/ side")
+    t.add_argument("--split", default="train")
+    t.add_argument("--candidates", type=int, default=100)
+    t.add_argument("--out", help="write the grid as JSON here")
+    t.set_defaults(func=cmd_tune_fusion)
     sv = sub.add_parser("serve", help="run the HTTP search service (builds a missing index)")
     from service.server import add_serve_arguments
 

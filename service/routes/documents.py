@@ -34,7 +34,7 @@ def _not_implemented(operation: str, **details: Any) -> ApiError:
 
 
 _WRITE_ERRORS: dict[int | str, dict[str, Any]] = {
-    code: {"model": ErrorResponse} for code in (401, 413, 422, 501)
+    code: {"model": ErrorResponse} for code in (400, 401, 413, 415, 422, 501)
 }
 
 

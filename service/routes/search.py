@@ -35,7 +35,7 @@ from service.snippets import make_snippet, query_terms
 router = APIRouter(tags=["search"])
 
 _ERRORS: dict[int | str, dict[str, Any]] = {
-    code: {"model": ErrorResponse} for code in (400, 413, 422, 503)
+    code: {"model": ErrorResponse} for code in (400, 413, 415, 422, 503)
 }
 
 
