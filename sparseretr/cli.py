@@ -83,6 +83,8 @@ def cmd_index_build(a: argparse.Namespace) -> int:
         limit=a.limit,
         overwrite=a.overwrite,
         show_progress=not a.quiet,
+        dense_model=a.dense,
+        with_bm25=a.with_bm25,
     )
     print(json.dumps(summary.as_dict(), indent=2))
     return 0
@@ -137,6 +139,14 @@ def cmd_eval_beir(a: argparse.Namespace) -> int:
         out_dir=a.out,
         timing=a.timing,
         check_exact=a.check_exact,
+        modes=a.mode or ["sparse"],
+        fusions=a.fusion or ["rrf"],
+        fusion_options={
+            "alpha": a.alpha,
+            "rrf_k": a.rrf_k,
+            "normalization": a.normalization,
+            "candidates": a.candidates,
+        },
     )
     print(report.markdown)
     print(f"\nreport: {report.json_path}\n        {report.md_path}", file=sys.stderr)

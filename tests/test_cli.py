@@ -48,6 +48,20 @@ def test_build_search_info(bm25_index: Path, capsys):
     assert manifest["n_docs"] == 6 and manifest["encoder_config"]["kind"] == "bm25"
 
 
+def test_build_with_dense_and_bm25_then_hybrid_eval(tiny_beir: Path, tmp_path: Path, capsys):
+    out = tmp_path / "hybrid"
+    assert main(["index", "build", "--corpus", str(tiny_beir), "--out", str(out),
+                 "--encoder", "inference-free", "--dense", "--with-bm25", "--quiet"]) == 0
+    assert (out / "dense" / "dense.json").is_file() and (out / "bm25" / "manifest.json").is_file()
+    capsys.readouterr()
+    assert main(["eval", "beir", str(tiny_beir), "--index", str(out), "-k", "10",
+                 "--out", str(tmp_path / "runs"), "--mode", "dense", "--mode", "bm25",
+                 "--mode", "hybrid", "--fusion", "rrf", "--fusion", "convex"]) == 0
+    table = capsys.readouterr().out
+    for name in ("dense", "bm25", "hybrid rrf", "hybrid convex"):
+        assert f"| {name} (hybrid)" in table
+
+
 def test_splade_build_and_eval(tiny_beir: Path, tmp_path: Path, capsys):
     out = tmp_path / "splade"
     assert (
