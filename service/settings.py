@@ -14,6 +14,8 @@ from typing import Literal
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from sparseretr.fusion import DEFAULTS as FUSION_DEFAULTS
+
 Mode = Literal["sparse", "dense", "hybrid", "bm25"]
 Fusion = Literal["rrf", "convex"]
 Normalization = Literal["minmax", "zscore"]
@@ -56,11 +58,12 @@ class Settings(BaseSettings):
 
     # --- search defaults (a request may override each) -----------------------------------------
     default_mode: Mode = "hybrid"
-    default_fusion: Fusion = "rrf"
-    default_alpha: float = Field(0.5, ge=0.0, le=1.0)
-    default_rrf_k: int = Field(60, ge=1)
-    default_normalization: Normalization = "minmax"
-    default_candidates: int = Field(100, ge=1)
+    # One source for fusion defaults (tuned on SciFact train): sparseretr.fusion.DEFAULTS.
+    default_fusion: Fusion = FUSION_DEFAULTS["fusion"]
+    default_alpha: float = Field(FUSION_DEFAULTS["alpha"], ge=0.0, le=1.0)
+    default_rrf_k: int = Field(FUSION_DEFAULTS["rrf_k"], ge=1)
+    default_normalization: Normalization = FUSION_DEFAULTS["normalization"]
+    default_candidates: int = Field(FUSION_DEFAULTS["candidates"], ge=1)
     snippet_chars: int = Field(240, ge=40, le=4000)
     max_matched_tokens: int = Field(32, ge=1, description="explain tokens returned per hit")
 
