@@ -121,7 +121,7 @@ def test_stats(client: TestClient) -> None:
     s = r.json()
     assert s["index"]["n_docs"] == len(DOCS)
     assert s["modes"] == ["sparse", "dense", "hybrid", "bm25"]
-    assert s["defaults"]["mode"] == "hybrid" and s["defaults"]["fusion"] == "rrf"
+    assert s["defaults"]["mode"] == "hybrid" and s["defaults"]["fusion"] == "convex"
     assert s["limits"] == {"max_k": 1000, "max_query_chars": 2048, "max_batch": 64,
                            "max_body_bytes": 1 << 20}
     assert s["writes_need_key"] is False
@@ -193,7 +193,7 @@ def test_search_returns_hits_with_docs_and_timing(client: TestClient, engine: Fa
     body = r.json()
     assert body["query"] == "vitamin D cancer"  # stripped
     assert body["mode"] == "hybrid"
-    assert body["options"]["fusion"] == "rrf" and body["options"]["k"] == 3
+    assert body["options"]["fusion"] == "convex" and body["options"]["k"] == 3
     assert 1 <= len(body["hits"]) <= 3
     top = body["hits"][0]
     assert top["id"] == "4983" and top["rank"] == 1
