@@ -1,0 +1,1 @@
+"""On-demand benchmarks (never timed in CI); see benchmarks/README.md."""

@@ -1,0 +1,81 @@
+"""Smoke tests for the on-demand benchmarks: they run end to end on a tiny corpus.
+
+They only keep the scripts from rotting (imports, arguments, JSON schema); no timing is
+asserted, since CI machines are too noisy for that.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from benchmarks import encode_throughput, search_latency
+
+LATENCY_KEYS = {"mean_ms", "p50_ms", "p99_ms", "qps", "ratio_mean_vs_ours", "ratio_p50_vs_ours"}
+
+
+def _read_json(folder: Path, name: str) -> dict:
+    files = sorted(folder.glob(f"{name}-2*.json"))
+    assert len(files) == 1, files
+    assert (folder / f"{name}-latest.json").is_file()
+    return json.loads(files[0].read_text())
+
+
+def _latency_args(tiny_beir: Path, tmp_path: Path, *extra: str) -> list[str]:
+    return [
+        "--data", str(tiny_beir), "--index", str(tmp_path / "idx"), "--encoder", "bm25",
+        "--repeat", "1", "--warmup", "1", "-k", "10", "1000",
+        "--out", str(tmp_path / "out"), "--cache", str(tmp_path / "cache"), *extra,
+    ]  # fmt: skip
+
+
+def test_search_latency_smoke(tiny_beir: Path, tmp_path: Path) -> None:
+    record = search_latency.main(_latency_args(tiny_beir, tmp_path, "--no-lucene"))
+    data = _read_json(tmp_path / "out", "search_latency")
+    assert data["results"] == json.loads(json.dumps(record["results"]))
+    assert set(data["results"]) == {"10", "1000"}
+    for engines in data["results"].values():
+        assert set(engines) >= {"ours", "scipy", "scipy-spgemm"}
+        for row in engines.values():
+            assert set(row) >= LATENCY_KEYS
+            assert row["n"] == 3  # 3 judged queries x 1 pass
+    for name in set(data["results"]["10"]) - {"ours"}:
+        assert data["agreement"][f"{name}_same_ids_in_order"] == 1.0
+    assert data["lucene"] == {"enabled": False, "skipped": "--no-lucene"}
+    assert data["index"]["n_docs"] == 6 and data["queries"]["n"] == 3
+    assert {"machine", "versions", "threads", "config"} <= set(data)
+    assert data["threads"]["numba"] == 1
+
+
+@pytest.mark.slow
+def test_search_latency_lucene_smoke(tiny_beir: Path, tmp_path: Path) -> None:
+    """The Lucene engine end to end (starts a JVM and builds an index: ~10-30 s)."""
+    why = search_latency.lucene_unavailable()
+    if why is not None:
+        pytest.skip(why)
+    search_latency.main(_latency_args(tiny_beir, tmp_path, "-k", "10"))
+    data = _read_json(tmp_path / "out", "search_latency")
+    assert data["lucene"]["enabled"] and data["lucene"]["docids_equal_internal"]
+    assert set(data["results"]["10"]) >= {"ours", "scipy", "ours@jvm", "lucene", "lucene-pyapi"}
+    # BM25 query weights are term counts, so Lucene's int weights are exact: same top-k.
+    assert data["agreement"]["lucene_overlap@10_vs_ours"] == 1.0
+    assert data["agreement"]["lucene_overlap@10_vs_ours_int_queries"] == 1.0
+    assert list((tmp_path / "cache").glob("lucene-*/.bench-complete"))
+
+
+def test_encode_throughput_smoke(tiny_beir: Path, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    encode_throughput.main(
+        ["--data", str(tiny_beir), "--n", "8", "--threads", "1", "--repeat", "1", "--out", str(out)]
+    )
+    data = _read_json(out, "encode_throughput")
+    assert set(data["results"]) == {"naive-hf", "ours-fp32", "ours-bf16"}
+    for row in data["results"].values():
+        assert {"docs_per_s", "ratio_vs_naive", "max_abs_diff_vs_naive", "seconds"} <= set(row)
+    assert data["results"]["ours-fp32"]["max_abs_diff_vs_naive"] < 1e-3
+    assert data["docs"]["n"] == 6  # the tiny corpus has 6 documents, fewer than --n
+    shares = [data["breakdown_fp32"][f"{p}_share"] for p in ("body", "projection", "pool", "other")]
+    assert sum(shares) == pytest.approx(1.0)
+    assert data["threads"]["torch"] == 1
