@@ -84,9 +84,20 @@ class Engine:
         dense: bool = True,
         bm25: bool = True,
         device: str | None = None,
+        torch_threads: int | None = 1,
     ) -> Engine:
         """Open the sparse index and whichever optional sides exist (dense=False skips loading
-        the dense model, e.g. for a sparse-only service)."""
+        the dense model, e.g. for a sparse-only service).
+
+        torch_threads: intra-op threads for query encoding (process-wide). One by default:
+        a query is a few dozen tokens, so OpenMP fan-out costs more than it saves, and under
+        load its spinning threads made a query ~40x slower here; concurrency comes from
+        serving several queries at once instead. None leaves torch's setting alone.
+        """
+        if torch_threads is not None:
+            import torch
+
+            torch.set_num_threads(torch_threads)
         root = Path(index_path)
         sparse = SparseSearcher.open(root)
         dense_index = encoder = bm25_side = None
