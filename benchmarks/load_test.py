@@ -105,10 +105,13 @@ def _wait_ready(url: str, proc: subprocess.Popen, timeout: float) -> None:
         if proc.poll() is not None:
             raise RuntimeError(f"server exited with code {proc.returncode}")
         try:
-            if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
-                return
+            r = httpx.get(f"{url}/readyz", timeout=2)
         except httpx.HTTPError:
-            pass
+            r = None
+        if r is not None and r.status_code == 200:
+            return
+        if r is not None and r.json().get("status") == "failed":
+            raise RuntimeError(f"server failed to load: {r.json().get('detail')}")
         time.sleep(0.5)
     raise TimeoutError(f"server not ready after {timeout:.0f} s")
 
