@@ -3,6 +3,10 @@
 Why atomic: everything goes into a hidden sibling folder that is fsynced and then renamed into
 place, so a crash or an exception leaves either the old index or the new one, never half of
 one. manifest.json is written last, so even a torn folder would not open as an index.
+
+Why the build reorders documents: block-max pruning only skips blocks whose documents are
+alike (index/reorder.py). The order lives in doc_order/doc_slot; internal ids stay the input
+positions, so companions written in input order (dense rows, doc ids) need no remapping.
 """
 
 from __future__ import annotations
@@ -17,13 +21,16 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import scipy.sparse as sp
 
 from index.docstore import DocStore
 from index.errors import IndexExistsError
 from index.format import (
+    BLOCK_PTR,
+    BLOCK_ROWS,
     DOC_IDS,
     DOC_IDS_ORDER,
+    DOC_ORDER,
+    DOC_SLOT,
     DOCSTORE,
     ENCODER_DIR,
     FORMAT_NAME,
@@ -31,16 +38,27 @@ from index.format import (
     MANIFEST,
     POST_DOCS,
     POST_IMPACTS,
+    TERM_KTH,
     TERM_PTR,
     file_entry,
     fsync_dir,
     fsync_file,
     save_array,
 )
+from index.postings import (
+    KTH_LEVELS,
+    check_block_size,
+    encode_postings,
+    postings_by_slot,
+    term_kth_impacts,
+    top_terms_mask,
+)
 from index.quantize import quantize
+from index.reorder import reorder_docs
 from sparseretr.sparse import SparseVectors
 
 _RESERVED = {MANIFEST, DOCSTORE}
+DEFAULT_BLOCK_SIZE = 16
 
 
 def build_index(
@@ -53,6 +71,10 @@ def build_index(
     docs: Iterable[dict] | None = None,
     build_info: dict | None = None,
     overwrite: bool = False,
+    block_size: int = DEFAULT_BLOCK_SIZE,
+    reorder: bool = True,
+    seed: int = 0,
+    doc_max_terms: int | None = None,
 ) -> Path:
     """Write an index for `vectors` (row i is doc_ids[i]) to out_dir and return its path.
 
@@ -60,11 +82,25 @@ def build_index(
     the query encoder's files (idf.json, a vocabulary), "dense" a dense index in the same doc
     order. docs (dicts with id, title, text, optional metadata) fill the SQLite doc store;
     build_info (timings, host) is recorded in the manifest as "build".
+
+    block_size: documents per pruning block (1..255). reorder=False keeps the input order
+    (for ablations); seed fixes the clustering. doc_max_terms (approximate, off by default)
+    keeps only each document's heaviest terms: static pruning, recorded in the manifest.
     """
     target = Path(out_dir).absolute()
     _refuse_existing(target, overwrite)
     ids = _encode_ids(doc_ids, len(vectors))
     _check_vectors(vectors)
+    check_block_size(block_size)
+    if doc_max_terms is not None and (isinstance(doc_max_terms, bool) or doc_max_terms < 1):
+        raise ValueError(f"doc_max_terms must be an integer >= 1 or None, got {doc_max_terms!r}")
+    layout = {
+        "block_size": int(block_size),
+        "reorder": "bisection-2means-tfidf" if reorder else "none",
+        "seed": int(seed),
+        "doc_max_terms": None if doc_max_terms is None else int(doc_max_terms),
+        "kth_levels": list(KTH_LEVELS),
+    }
     json.dumps([encoder_config, build_info])  # fail before any work if they can't be recorded
     extras = dict(extras or {})
     bad = [n for n in extras if not n or "/" in n or n.startswith(".") or n in _RESERVED]
@@ -75,7 +111,7 @@ def build_index(
     tmp = target.parent / f".{target.name}.tmp-{uuid.uuid4().hex[:12]}"
     tmp.mkdir()
     try:
-        manifest = _write_contents(tmp, ids, vectors, encoder_config, extras, docs)
+        manifest = _write_contents(tmp, ids, vectors, encoder_config, extras, docs, layout)
         manifest["build"] = build_info or {}
         manifest_path = tmp / MANIFEST
         manifest_path.write_text(json.dumps(manifest, indent=2, sort_keys=True), encoding="utf-8")
@@ -130,18 +166,44 @@ def _check_vectors(vectors: SparseVectors) -> None:
             raise ValueError("document weights must be finite and > 0")
 
 
-def _postings(vectors: SparseVectors, impacts: np.ndarray) -> tuple[np.ndarray, ...]:
-    """CSC transpose of the doc-term CSR: per-term doc lists, doc ids ascending."""
-    m = sp.csr_matrix(
-        (impacts, vectors.indices, vectors.indptr), shape=(len(vectors), vectors.vocab_size)
+def _static_prune(vectors: SparseVectors, n: int | None) -> SparseVectors:
+    if n is None or not vectors.nnz or vectors.nnz_per_row().max() <= n:
+        return vectors
+    keep = top_terms_mask(vectors.indptr, vectors.data, n)
+    kept_before = np.zeros(keep.size + 1, dtype=np.int64)
+    np.cumsum(keep, out=kept_before[1:])
+    indptr = kept_before[vectors.indptr]
+    return SparseVectors(indptr, vectors.indices[keep], vectors.data[keep], vectors.vocab_size)
+
+
+def _postings(vectors: SparseVectors, layout: dict[str, Any]) -> tuple[dict[str, Any], float, int]:
+    """Quantize, order the documents, and encode the block postings: the v2 arrays."""
+    impacts, scale = quantize(vectors.data)
+    bsize = layout["block_size"]
+    n = len(vectors)
+    if layout["reorder"] != "none":
+        order = reorder_docs(vectors, bsize, seed=layout["seed"])
+    else:
+        order = np.arange(n, dtype=np.int32)
+    slot_of = np.empty(n, dtype=np.int32)
+    slot_of[order] = np.arange(n, dtype=np.int32)
+    term_ptr, slots, post_impacts = postings_by_slot(
+        vectors.indptr, vectors.indices, impacts, order, vectors.vocab_size
     )
-    c = m.tocsc()
-    c.sort_indices()
-    return (
-        c.indptr.astype(np.int64),
-        c.indices.astype(np.int32),
-        c.data.astype(np.uint8),
-    )
+    del impacts
+    block_ptr, block_rows, post_docs, n_rows = encode_postings(term_ptr, slots, post_impacts, bsize)
+    del slots
+    arrays = {
+        TERM_PTR: term_ptr,
+        POST_DOCS: post_docs,
+        POST_IMPACTS: post_impacts,
+        BLOCK_PTR: block_ptr,
+        BLOCK_ROWS: block_rows,
+        TERM_KTH: term_kth_impacts(term_ptr, post_impacts),
+        DOC_ORDER: order.astype(np.int32),
+        DOC_SLOT: slot_of,
+    }
+    return arrays, scale, n_rows
 
 
 def _write_contents(
@@ -151,15 +213,19 @@ def _write_contents(
     encoder_config: dict,
     extras: dict[str, Callable[[Path], None]],
     docs: Iterable[dict] | None,
+    layout: dict[str, Any],
 ) -> dict[str, Any]:
-    impacts, scale = quantize(vectors.data)
-    term_ptr, post_docs, post_impacts = _postings(vectors, impacts)
-    arrays = {
-        TERM_PTR: term_ptr,
-        POST_DOCS: post_docs,
-        POST_IMPACTS: post_impacts,
-        DOC_IDS: ids,
-        DOC_IDS_ORDER: np.argsort(ids, kind="stable").astype(np.int64),
+    t0 = time.perf_counter()
+    vectors = _static_prune(vectors, layout["doc_max_terms"])
+    arrays, scale, n_rows = _postings(vectors, layout)
+    arrays[DOC_IDS] = ids
+    arrays[DOC_IDS_ORDER] = np.argsort(ids, kind="stable").astype(np.int64)
+    layout = {
+        **layout,
+        "n_blocks": -(-len(vectors) // layout["block_size"]),
+        "n_block_rows": n_rows,
+        "block_rows_bytes": int(arrays[BLOCK_ROWS].size),
+        "postings_s": round(time.perf_counter() - t0, 3),
     }
     files: dict[str, dict[str, Any]] = {}
     for name, arr in arrays.items():
@@ -192,8 +258,9 @@ def _write_contents(
         "encoder_config": encoder_config,
         "vocab_size": int(vectors.vocab_size),
         "n_docs": len(vectors),
-        "n_postings": int(post_docs.size),
+        "n_postings": int(arrays[POST_DOCS].size),
         "quantization": {"dtype": "uint8", "scale": float(scale)},
+        "layout": layout,
         "docstore": DOCSTORE if docs is not None else None,
         "files": files,
         "stats": {

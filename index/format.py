@@ -1,15 +1,25 @@
 """On-disk format: file names, manifest schema, checksums and durable writes.
 
-Layout of an index folder (format_version 1):
+Layout of an index folder (format_version 2; version 1 files are refused with a rebuild hint):
 
     manifest.json          written last; its presence means "complete index"
     term_ptr.npy           int64 [vocab + 1]   postings of term t are [term_ptr[t], term_ptr[t+1])
-    post_docs.npy          int32 [n_postings]  internal doc ids, ascending within each term
+    post_docs.npy          uint8 [n_postings]  block-local slot (slot % block_size), slot order
     post_impacts.npy       uint8 [n_postings]  quantized weights; weight = impact * scale
-    doc_ids.npy            S<w>  [n_docs]      external ids, UTF-8, fixed width (mmap-able)
+    block_ptr.npy          int64 [vocab + 1]   block rows of term t are [block_ptr[t], ...[t+1])
+    block_rows.npy         uint8 [n_bytes]     per (term, block): gap, count, block max (packed)
+    term_kth.npy           uint8 [vocab, 3]    10th/100th/1000th largest impact (0 if fewer)
+    doc_order.npy          int32 [n_docs]      slot -> internal doc id (build-time clustering)
+    doc_slot.npy           int32 [n_docs]      internal doc id -> slot
+    doc_ids.npy            S<w>  [n_docs]      external ids by internal id, UTF-8, fixed width
     doc_ids_order.npy      int64 [n_docs]      argsort of doc_ids: external -> internal lookup
     docstore.sqlite        optional            title/text/metadata by external id
     encoder/               encoder state written by the caller (idf.json, vocab, ...)
+
+Internal doc ids are positions in build_index's input (dense rows and doc ids use them);
+slots are the clustered order the postings are laid out in, private to the postings. The
+manifest's "layout" records block_size and how the order was made. index/postings.py
+documents the row encoding (delta-coded block ids, bit-packed counts).
 
 Why .npy: loadable with np.load(mmap_mode="r"), so opening costs nothing and the OS pages in
 only the postings queries touch; dtype and shape live in the header and are checked on open.
@@ -35,18 +45,34 @@ from index.errors import (
 )
 
 FORMAT_NAME = "sparseretr-index"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 
 MANIFEST = "manifest.json"
 TERM_PTR = "term_ptr.npy"
 POST_DOCS = "post_docs.npy"
 POST_IMPACTS = "post_impacts.npy"
+BLOCK_PTR = "block_ptr.npy"
+BLOCK_ROWS = "block_rows.npy"
+TERM_KTH = "term_kth.npy"
+DOC_ORDER = "doc_order.npy"
+DOC_SLOT = "doc_slot.npy"
 DOC_IDS = "doc_ids.npy"
 DOC_IDS_ORDER = "doc_ids_order.npy"
 DOCSTORE = "docstore.sqlite"
 ENCODER_DIR = "encoder"
 
-ARRAY_FILES = (TERM_PTR, POST_DOCS, POST_IMPACTS, DOC_IDS, DOC_IDS_ORDER)
+ARRAY_FILES = (
+    TERM_PTR,
+    POST_DOCS,
+    POST_IMPACTS,
+    BLOCK_PTR,
+    BLOCK_ROWS,
+    TERM_KTH,
+    DOC_ORDER,
+    DOC_SLOT,
+    DOC_IDS,
+    DOC_IDS_ORDER,
+)
 _REQUIRED_KEYS = (
     "format",
     "format_version",
@@ -55,6 +81,7 @@ _REQUIRED_KEYS = (
     "n_docs",
     "n_postings",
     "quantization",
+    "layout",
     "files",
 )
 _HASH_BLOCK = 1 << 20
@@ -131,9 +158,14 @@ def read_manifest(root: Path) -> dict[str, Any]:
     if not isinstance(version, int) or isinstance(version, bool):
         raise ManifestError(f"{path}: format_version must be an integer, got {version!r}")
     if version != FORMAT_VERSION:
+        why = (
+            "an older sparseretr wrote it (version 2 added compact block postings)"
+            if version < FORMAT_VERSION
+            else "a newer sparseretr wrote it (or install the matching sparseretr)"
+        )
         raise IndexVersionError(
             f"{root} uses index format_version {version}, this sparseretr reads version "
-            f"{FORMAT_VERSION}; {REBUILD_HINT} (or install the matching sparseretr)"
+            f"{FORMAT_VERSION}: {why}; {REBUILD_HINT}"
         )
     missing = [k for k in _REQUIRED_KEYS if k not in manifest]
     if missing:
@@ -144,9 +176,10 @@ def read_manifest(root: Path) -> dict[str, Any]:
     try:
         float(manifest["quantization"]["scale"])
         int(manifest["n_docs"]), int(manifest["vocab_size"]), int(manifest["n_postings"])
+        int(manifest["layout"]["block_size"])
     except (KeyError, TypeError, ValueError) as e:
         raise ManifestError(
-            f"{path}: malformed counts or quantization ({e}); {REBUILD_HINT}"
+            f"{path}: malformed counts, quantization or layout ({e}); {REBUILD_HINT}"
         ) from e
     return manifest
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 MAX_IMPACT = 255
+_CHUNK = 1 << 22
 
 
 def quantize(weights: np.ndarray) -> tuple[np.ndarray, float]:
@@ -17,13 +18,18 @@ def quantize(weights: np.ndarray) -> tuple[np.ndarray, float]:
 
     Worst-case error is scale / 2 for weights >= scale / 2; smaller weights round up to 1.
     """
-    w = np.asarray(weights, dtype=np.float64)
+    w = np.asarray(weights)
     if w.size == 0:
         return np.zeros(0, dtype=np.uint8), 1.0
     if not np.all(np.isfinite(w)) or w.min() <= 0:
         raise ValueError("weights must be finite and > 0 to be quantized")
     scale = float(w.max()) / MAX_IMPACT
-    impacts = np.clip(np.rint(w / scale), 1, MAX_IMPACT).astype(np.uint8)
+    impacts = np.empty(w.size, dtype=np.uint8)
+    # float64 in chunks: the same result as one vectorized pass, without 3 x 8 bytes per
+    # weight of temporaries (285M postings would need ~7 GB at once).
+    for a in range(0, w.size, _CHUNK):
+        x = w[a : a + _CHUNK].astype(np.float64)
+        impacts[a : a + _CHUNK] = np.clip(np.rint(x / scale), 1, MAX_IMPACT)
     return impacts, scale
 
 

@@ -3,6 +3,9 @@
 Why the checks split the way they do: size, dtype and shape are read from headers and stat(),
 so they run on every open and catch truncation or a swapped file for free; hashing reads every
 byte, so it runs only with verify=True.
+
+Why search defaults to the pruned kernel: on clustered blocks it is exact and several times
+faster; method="exhaustive" stays available, and brute_force (scipy) stays the reference.
 """
 
 from __future__ import annotations
@@ -18,91 +21,126 @@ import scipy.sparse as sp
 from index.docstore import DocStore
 from index.errors import REBUILD_HINT, CorruptIndexError
 from index.format import (
+    ARRAY_FILES,
+    BLOCK_PTR,
+    BLOCK_ROWS,
     DOC_IDS,
     DOC_IDS_ORDER,
+    DOC_ORDER,
+    DOC_SLOT,
     ENCODER_DIR,
     POST_DOCS,
     POST_IMPACTS,
+    TERM_KTH,
     TERM_PTR,
     check_files,
     load_array,
     read_manifest,
 )
-from kernels import search_batch, search_one
+from index.postings import (
+    KTH_LEVELS,
+    check_block_size,
+    decode_slots,
+    layout_ok,
+    lookup_impacts,
+)
+from kernels import (
+    search_exhaustive,
+    search_exhaustive_parallel,
+    search_pruned,
+    search_pruned_parallel,
+)
 from sparseretr.sparse import SparseVectors
 
 # One parallel batch at a time per process: each batch already uses every Numba thread, and the
 # workqueue threading layer (the fallback when neither TBB nor OpenMP is present) aborts on
-# concurrent parallel launches. search_one is nogil and runs concurrently without the lock.
+# concurrent parallel launches. Single queries run nogil on per-thread workspaces, unlocked.
 _BATCH_LOCK = threading.Lock()
+
+METHODS = ("pruned", "exhaustive")
+
+
+class _Workspace(threading.local):
+    """Per-thread scratch for single-query searches: allocating it per query (several MB at
+    1M docs) would cost more in page faults than the pruned search itself."""
+
+    ub: np.ndarray | None = None
+    tab: np.ndarray | None = None
+    gen: np.ndarray | None = None
+    cand: np.ndarray | None = None
+    acc: np.ndarray | None = None
+    touched: np.ndarray | None = None
 
 
 class SparseIndex:
-    """Read-only impact index: postings + external ids + optional doc store."""
+    """Read-only impact index: block postings + external ids + optional doc store."""
 
     def __init__(
         self,
         path: Path,
         manifest: dict[str, Any],
-        term_ptr: np.ndarray,
-        post_docs: np.ndarray,
-        post_impacts: np.ndarray,
-        doc_ids: np.ndarray,
-        doc_ids_order: np.ndarray,
+        arrays: dict[str, np.ndarray],
         docstore: DocStore | None,
     ) -> None:
         self.path = path
         self._manifest = manifest
-        self._term_ptr = term_ptr
-        self._post_docs = post_docs
-        self._post_impacts = post_impacts
-        self._doc_ids = doc_ids
-        self._doc_ids_order = doc_ids_order
+        self._term_ptr = arrays[TERM_PTR]
+        self._post_docs = arrays[POST_DOCS]
+        self._post_impacts = arrays[POST_IMPACTS]
+        self._block_ptr = arrays[BLOCK_PTR]
+        self._block_rows = arrays[BLOCK_ROWS]
+        self._term_kth = arrays[TERM_KTH]
+        self._doc_order = arrays[DOC_ORDER]
+        self._doc_slot = arrays[DOC_SLOT]
+        self._doc_ids = arrays[DOC_IDS]
+        self._doc_ids_order = arrays[DOC_IDS_ORDER]
         self._docstore = docstore
         self._scale = float(manifest["quantization"]["scale"])
+        self._block_size = int(manifest["layout"]["block_size"])
+        self._n_blocks = -(-self.n_docs // self._block_size)
+        self._ws = _Workspace()
+        self._decoded: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
+        self._decode_lock = threading.Lock()
 
     # ------------------------------------------------------------------ open
     @classmethod
     def open(cls, path: str | Path, *, mmap: bool = True, verify: bool = False) -> SparseIndex:
-        """Open an index folder; verify=True also checks every file's sha256 and id ranges."""
+        """Open an index folder; verify=True also checks every file's sha256 and the postings."""
         root = Path(path)
         manifest = read_manifest(root)
         check_files(root, manifest, verify=verify)
         files = manifest["files"]
-        arrays = {
-            name: load_array(root, name, files[name], mmap=mmap)
-            for name in (TERM_PTR, POST_DOCS, POST_IMPACTS, DOC_IDS, DOC_IDS_ORDER)
-        }
+        arrays = {name: load_array(root, name, files[name], mmap=mmap) for name in ARRAY_FILES}
         n_docs, vocab = int(manifest["n_docs"]), int(manifest["vocab_size"])
         n_post = int(manifest["n_postings"])
-        tp = arrays[TERM_PTR]
-        if (
-            tp.shape != (vocab + 1,)
-            or tp[0] != 0
-            or tp[-1] != n_post
-            or arrays[POST_DOCS].shape != (n_post,)
-            or arrays[POST_IMPACTS].shape != (n_post,)
-            or arrays[DOC_IDS].shape != (n_docs,)
-            or arrays[DOC_IDS_ORDER].shape != (n_docs,)
-        ):
+        try:
+            bsize = check_block_size(manifest["layout"]["block_size"])
+        except ValueError as e:
+            raise CorruptIndexError(f"{root}: {e}; {REBUILD_HINT}") from e
+        tp, bp = arrays[TERM_PTR], arrays[BLOCK_PTR]
+        shapes_ok = (
+            tp.shape == (vocab + 1,)
+            and bp.shape == (vocab + 1,)
+            and tp[0] == 0
+            and tp[-1] == n_post
+            and bp[0] == 0
+            and bp[-1] == arrays[BLOCK_ROWS].shape[0]
+            and arrays[POST_DOCS].shape == (n_post,)
+            and arrays[POST_IMPACTS].shape == (n_post,)
+            and arrays[TERM_KTH].shape == (vocab, len(KTH_LEVELS))
+            and all(arrays[f].shape == (n_docs,) for f in (DOC_ORDER, DOC_SLOT, DOC_IDS))
+            and arrays[DOC_IDS_ORDER].shape == (n_docs,)
+        )
+        if not shapes_ok:
             raise CorruptIndexError(
                 f"{root}: array shapes disagree with the manifest counts; {REBUILD_HINT}"
             )
         if verify:
-            _verify_ranges(root, tp, arrays[POST_DOCS], arrays[POST_IMPACTS], n_docs)
+            _verify_postings(root, arrays, bsize, n_docs)
         store = None
         if manifest.get("docstore"):
             store = DocStore(root / manifest["docstore"], readonly=True)
-        return cls(
-            root,
-            manifest,
-            tp,
-            arrays[POST_DOCS],
-            arrays[POST_IMPACTS],
-            arrays[DOC_IDS],
-            arrays[DOC_IDS_ORDER],
-            store,
-        )
+        return cls(root, manifest, arrays, store)
 
     # ------------------------------------------------------------ properties
     @property
@@ -135,13 +173,54 @@ class SparseIndex:
         return self._scale
 
     @property
+    def block_size(self) -> int:
+        return self._block_size
+
+    @property
     def docstore(self) -> DocStore | None:
         return self._docstore
 
     @property
+    def block_postings(self) -> dict[str, np.ndarray | int]:
+        """The raw v2 arrays (read-only) as the kernels take them; for benchmarks and tests."""
+        return {
+            "term_ptr": self._term_ptr,
+            "block_ptr": self._block_ptr,
+            "block_rows": self._block_rows,
+            "post_docs": self._post_docs,
+            "post_impacts": self._post_impacts,
+            "doc_order": self._doc_order,
+            "term_kth": self._term_kth,
+            "block_size": self._block_size,
+        }
+
+    @property
     def postings(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """(term_ptr, post_docs, post_impacts), read-only; for benchmarks and other kernels."""
-        return self._term_ptr, self._post_docs, self._post_impacts
+        """(term_ptr, doc ids int32, impacts uint8) by term, internal ids ascending: the plain
+        CSC view of version 1. Decoded on first use and kept (5 bytes per posting in RAM), so
+        it is for references and tools (brute_force, benchmarks), never the search path."""
+        with self._decode_lock:
+            if self._decoded is None:
+                slots = decode_slots(
+                    self._term_ptr, self._block_ptr, self._block_rows, self._post_docs,
+                    self._post_impacts, self._block_size,
+                )  # fmt: skip
+                docs = np.asarray(self._doc_order)[slots]
+                del slots
+                m = sp.csc_matrix(
+                    (np.array(self._post_impacts), docs, np.array(self._term_ptr)),
+                    shape=(self.n_docs, self.vocab_size),
+                )
+                m.sort_indices()
+                out = (
+                    np.asarray(self._term_ptr),
+                    m.indices.astype(np.int32, copy=False),
+                    m.data.astype(np.uint8, copy=False),
+                )
+                for a in out:
+                    a.setflags(write=False)
+                self._decoded = out
+            return self._decoded
 
     # ------------------------------------------------------------------- ids
     def doc_id(self, i: int) -> str:
@@ -170,38 +249,108 @@ class SparseIndex:
         return None
 
     # ---------------------------------------------------------------- search
-    def search(self, queries: SparseVectors, k: int = 10) -> tuple[np.ndarray, np.ndarray]:
+    def search(
+        self,
+        queries: SparseVectors,
+        k: int = 10,
+        *,
+        method: str = "pruned",
+        alpha: float = 1.0,
+        term_fraction: float = 1.0,
+    ) -> tuple[np.ndarray, np.ndarray]:
         """Top-k per query: internal ids int32 [nq, k] (-1 padded), float32 scores [nq, k].
 
-        Order: score descending, ties by smaller internal doc id. Exact (no pruning) over the
-        quantized weights; scores are dequantized.
+        Order: score descending, ties by smaller internal doc id. method="pruned" (default,
+        block-max pruning) returns exactly what method="exhaustive" returns as long as
+        alpha=1 and term_fraction=1; alpha < 1 (stop earlier) and term_fraction < 1 (keep only
+        the heaviest query terms) trade recall for speed. Scores are dequantized.
         """
         k = self._check_k(k)
         self._check_queries(queries)
+        alpha, term_fraction = _check_knobs(method, alpha, term_fraction)
         nq = len(queries)
         ids = np.full((nq, k), -1, dtype=np.int32)
         scores = np.zeros((nq, k), dtype=np.float32)
         kk = min(k, self.n_docs)  # never allocate more result slots than docs
         if nq == 0 or kk == 0:
             return ids, scores
+        q_ptr = np.ascontiguousarray(queries.indptr, dtype=np.int64)
         q_terms = np.ascontiguousarray(queries.indices, dtype=np.int32)
         q_weights = np.ascontiguousarray(queries.data, dtype=np.float32)
-        tp, pd, pi = self._term_ptr, self._post_docs, self._post_impacts
-        if nq == 1:
-            d, s = search_one(q_terms, q_weights, tp, pd, pi, self.n_docs, kk)
-            ids[0, : d.size] = d
-            scores[0, : s.size] = s
+        idx = (
+            self._term_ptr, self._block_ptr, self._block_rows, self._post_docs,
+            self._post_impacts, self._doc_order,
+        )  # fmt: skip
+        bs = self._block_size
+        if nq == 1 and method == "pruned":
+            ub, tab, gen, cand = self._pruned_workspace(int(q_terms.size))
+            d, s, _ = search_pruned(
+                q_ptr, q_terms, q_weights, *idx, self._term_kth, bs, kk, alpha, term_fraction,
+                ub, tab, gen, cand,
+            )  # fmt: skip
+        elif nq == 1:
+            acc, touched = self._exhaustive_workspace()
+            d, s = search_exhaustive(q_ptr, q_terms, q_weights, *idx, bs, kk, acc, touched)
         else:
-            q_ptr = np.ascontiguousarray(queries.indptr, dtype=np.int64)
             with _BATCH_LOCK:
                 n_chunks = numba.get_num_threads()
-                d, s = search_batch(
-                    q_ptr, q_terms, q_weights, tp, pd, pi, self.n_docs, kk, n_chunks
-                )
-            ids[:, :kk] = d
-            scores[:, :kk] = s
+                if method == "pruned":
+                    d, s, _ = search_pruned_parallel(
+                        q_ptr, q_terms, q_weights, *idx, self._term_kth, bs, kk, alpha,
+                        term_fraction, n_chunks,
+                    )  # fmt: skip
+                else:
+                    d, s = search_exhaustive_parallel(
+                        q_ptr, q_terms, q_weights, *idx, bs, kk, n_chunks
+                    )
+        ids[:, :kk] = d
+        scores[:, :kk] = s
         scores *= np.float32(self._scale)
         return ids, scores
+
+    def pruning_stats(
+        self, queries: SparseVectors, k: int = 10, *, alpha: float = 1.0, term_fraction: float = 1.0
+    ) -> np.ndarray:
+        """int64 [nq, 3] per query: candidate blocks, blocks scored, block rows read.
+
+        What the pruned search did, for benchmarks and tests (candidates - scored = skipped).
+        """
+        k = self._check_k(k)
+        self._check_queries(queries)
+        alpha, term_fraction = _check_knobs("pruned", alpha, term_fraction)
+        if len(queries) == 0 or self.n_docs == 0:
+            return np.zeros((len(queries), 3), dtype=np.int64)
+        terms = np.ascontiguousarray(queries.indices, dtype=np.int32)
+        ub, tab, gen, cand = self._pruned_workspace(int(np.diff(queries.indptr).max()))
+        _, _, stats = search_pruned(
+            np.ascontiguousarray(queries.indptr, dtype=np.int64), terms,
+            np.ascontiguousarray(queries.data, dtype=np.float32), self._term_ptr,
+            self._block_ptr, self._block_rows, self._post_docs, self._post_impacts,
+            self._doc_order, self._term_kth, self._block_size, min(k, self.n_docs), alpha,
+            term_fraction, ub, tab, gen, cand,
+        )  # fmt: skip
+        return stats
+
+    def _pruned_workspace(self, n_terms: int) -> tuple[np.ndarray, ...]:
+        """This thread's (ub, tab, gen, cand), the table grown to n_terms rows if needed."""
+        ws, nb = self._ws, self._n_blocks
+        if ws.ub is None:
+            ws.ub = np.zeros(nb, dtype=np.float32)
+            ws.gen = np.zeros(1, dtype=np.int64)
+            ws.cand = np.empty(nb, dtype=np.int32)
+            ws.tab = np.zeros(0, dtype=np.int64)
+        if ws.tab.size < n_terms * nb:
+            rows = max(n_terms, 2 * (ws.tab.size // max(nb, 1)), 16)
+            ws.tab = np.zeros(rows * nb, dtype=np.int64)
+            ws.gen[0] = 0  # fresh table: stamps restart
+        return ws.ub, ws.tab, ws.gen, ws.cand
+
+    def _exhaustive_workspace(self) -> tuple[np.ndarray, np.ndarray]:
+        ws = self._ws
+        if ws.acc is None:
+            ws.acc = np.zeros(self.n_docs, dtype=np.float32)
+            ws.touched = np.empty(self.n_docs, dtype=np.int32)
+        return ws.acc, ws.touched
 
     def term_weights(self, doc_internal_id: int, term_ids: np.ndarray) -> np.ndarray:
         """Dequantized weights of `term_ids` in one doc (0 where absent); powers "explain"."""
@@ -211,12 +360,12 @@ class SparseIndex:
         terms = np.asarray(term_ids, dtype=np.int64).ravel()
         if terms.size and (terms.min() < 0 or terms.max() >= self.vocab_size):
             raise ValueError(f"term ids must lie in [0, {self.vocab_size})")
-        out = np.zeros(terms.size, dtype=np.float32)
-        for j, t in enumerate(terms):
-            a, b = int(self._term_ptr[t]), int(self._term_ptr[t + 1])
-            p = a + int(np.searchsorted(self._post_docs[a:b], d))
-            if p < b and self._post_docs[p] == d:
-                out[j] = np.float32(self._post_impacts[p]) * np.float32(self._scale)
+        imp = lookup_impacts(
+            self._term_ptr, self._block_ptr, self._block_rows, self._post_docs,
+            self._post_impacts, self._block_size, int(self._doc_slot[d]), terms,
+        )  # fmt: skip
+        out = imp.astype(np.float32) * np.float32(self._scale)
+        out[imp == 0] = 0
         return out
 
     def brute_force(self, queries: SparseVectors, k: int = 10) -> tuple[np.ndarray, np.ndarray]:
@@ -233,12 +382,9 @@ class SparseIndex:
         scores = np.zeros((nq, k), dtype=np.float32)
         if nq == 0 or self.n_docs == 0:
             return ids, scores
+        term_ptr, post_docs, post_impacts = self.postings
         docs_by_term = sp.csr_matrix(
-            (
-                np.asarray(self._post_impacts, dtype=np.float64),
-                np.asarray(self._post_docs),
-                np.asarray(self._term_ptr),
-            ),
+            (post_impacts.astype(np.float64), post_docs, term_ptr),
             shape=(self.vocab_size, self.n_docs),
         )
         q = queries.to_scipy().astype(np.float64)
@@ -285,13 +431,27 @@ class SparseIndex:
         )
 
 
-def _verify_ranges(
-    root: Path, term_ptr: np.ndarray, post_docs: np.ndarray, post_impacts: np.ndarray, n: int
-) -> None:
+def _check_knobs(method: str, alpha: float, term_fraction: float) -> tuple[float, float]:
+    if method not in METHODS:
+        raise ValueError(f"method must be one of {METHODS}, got {method!r}")
+    alpha, term_fraction = float(alpha), float(term_fraction)
+    if not 0 < alpha <= 1:
+        raise ValueError(f"alpha must lie in (0, 1], got {alpha!r}")
+    if not 0 < term_fraction <= 1:
+        raise ValueError(f"term_fraction must lie in (0, 1], got {term_fraction!r}")
+    if method == "exhaustive" and (alpha != 1 or term_fraction != 1):
+        raise ValueError("alpha and term_fraction apply to method='pruned' only")
+    return alpha, term_fraction
+
+
+def _verify_postings(root: Path, arrays: dict[str, np.ndarray], bsize: int, n: int) -> None:
     """Full scans that keep the unchecked kernels in bounds; only worth it with verify=True."""
-    ok = bool(np.all(np.diff(term_ptr) >= 0))
-    if post_docs.size:
-        ok = ok and int(post_docs.min()) >= 0 and int(post_docs.max()) < n
-        ok = ok and int(post_impacts.min()) >= 1
+    order, slot = np.asarray(arrays[DOC_ORDER]), np.asarray(arrays[DOC_SLOT])
+    ok = bool(n == 0 or (order.min() >= 0 and order.max() < n))
+    ok = ok and bool(np.array_equal(slot[order], np.arange(n))) if ok else False
+    ok = ok and layout_ok(
+        arrays[TERM_PTR], arrays[BLOCK_PTR], arrays[BLOCK_ROWS], arrays[POST_DOCS],
+        arrays[POST_IMPACTS], bsize, n,
+    )  # fmt: skip
     if not ok:
         raise CorruptIndexError(f"{root}: postings hold out-of-range values; {REBUILD_HINT}")

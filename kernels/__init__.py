@@ -1,9 +1,19 @@
-"""Numba kernels on plain arrays: exact impact-postings scoring and bounded top-k.
+"""Numba kernels on plain arrays: exact and block-max pruned top-k over compact impact postings.
 
 No I/O and no objects here, so the hot path stays compilable and the index layer stays swappable.
-Result order everywhere: score descending, ties broken by smaller doc id first.
+Result order everywhere: score descending, ties broken by the smaller internal doc id first.
 """
 
-from kernels.taat import search_batch, search_one, topk_touched
+from kernels.scoring import (
+    search_exhaustive,
+    search_exhaustive_parallel,
+    search_pruned,
+    search_pruned_parallel,
+)
 
-__all__ = ["search_batch", "search_one", "topk_touched"]
+__all__ = [
+    "search_exhaustive",
+    "search_exhaustive_parallel",
+    "search_pruned",
+    "search_pruned_parallel",
+]

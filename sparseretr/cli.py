@@ -1,4 +1,4 @@
-"""`sparseretr` command line: index build / info, search, eval beir, serve."""
+"""`sparseretr` command line: index build / info, search, eval beir, train, serve."""
 
 from __future__ import annotations
 
@@ -100,6 +100,14 @@ def cmd_index_info(a: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_index_upgrade(a: argparse.Namespace) -> int:
+    from index.upgrade import upgrade_index
+
+    path = upgrade_index(a.index, a.out)
+    print(f"upgraded: {path}")
+    return 0
+
+
 def cmd_search(a: argparse.Namespace) -> int:
     from sparseretr.search import SparseSearcher
 
@@ -164,6 +172,42 @@ def cmd_tune_fusion(a: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_train(a: argparse.Namespace) -> int:
+    import logging
+
+    from sparseretr.training import load_config, train_from_config
+
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    logging.getLogger("beir").setLevel(logging.WARNING)  # it logs whole example documents
+    overrides = list(a.set or [])
+    if a.output:
+        overrides.append(f"output_dir={a.output}")
+    if a.max_minutes is not None:
+        overrides.append(f"optim.max_minutes={a.max_minutes}")
+    if a.no_resume:
+        overrides.append("resume=false")
+    report = train_from_config(load_config(a.config, overrides), show_progress=not a.quiet)
+    summary = {k: v for k, v in report.items() if k != "config"}
+    print(json.dumps(summary, indent=2, default=str))
+    return 0
+
+
+def _add_train_parser(sub: argparse._SubParsersAction) -> None:
+    t = sub.add_parser("train", help="train an inference-free or siamese SPLADE model")
+    t.add_argument("--config", required=True, help="training config (YAML or TOML)")
+    t.add_argument("--output", help="override output_dir")
+    t.add_argument("--max-minutes", type=float, help="override optim.max_minutes")
+    t.add_argument(
+        "--set",
+        action="append",
+        metavar="KEY=VALUE",
+        help="override any config key, e.g. --set optim.lr=1e-4 (repeatable)",
+    )
+    t.add_argument("--no-resume", action="store_true", help="ignore existing checkpoints")
+    t.add_argument("--quiet", action="store_true", help="no progress bar")
+    t.set_defaults(func=cmd_train)
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="sparseretr", description=__doc__)
     sub = p.add_subparsers(dest="command", required=True)
@@ -191,6 +235,10 @@ def build_parser() -> argparse.ArgumentParser:
     i.add_argument("index")
     i.add_argument("--verify", action="store_true", help="also check every file's sha256")
     i.set_defaults(func=cmd_index_info)
+    u = ix.add_parser("upgrade", help="rewrite an older-format index in the current format")
+    u.add_argument("index")
+    u.add_argument("--out", help="write here instead of replacing the index in place")
+    u.set_defaults(func=cmd_index_upgrade)
 
     s = sub.add_parser("search", help="search an index from the command line")
     s.add_argument("--index", required=True)
@@ -246,6 +294,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--candidates", type=int, default=100)
     t.add_argument("--out", help="write the grid as JSON here")
     t.set_defaults(func=cmd_tune_fusion)
+    _add_train_parser(sub)
     sv = sub.add_parser("serve", help="run the HTTP search service (builds a missing index)")
     from service.server import add_serve_arguments
 

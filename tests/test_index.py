@@ -73,6 +73,10 @@ def built(tmp_path: Path) -> tuple[Path, list[str], SparseVectors]:
     return path, ids, vecs
 
 
+def m_layout(idx: SparseIndex) -> dict:
+    return idx.manifest["layout"]
+
+
 def dyadic_queries(rng: np.random.Generator, nq: int, vocab: int = VOCAB) -> SparseVectors:
     """Query weights k/8: kernel float32 sums are exact, so ids must match brute force exactly."""
     rows = []
@@ -94,13 +98,21 @@ def test_round_trip(built: tuple[Path, list[str], SparseVectors]) -> None:
     expected = sp.csr_matrix((impacts, vecs.indices, vecs.indptr), shape=(len(vecs), VOCAB))
     expected = expected.tocsc()
     expected.sort_indices()
+    # The compact arrays are memory-mapped and read-only; `postings` decodes them back to the
+    # plain CSC view (internal ids ascending per term) exactly.
+    raw = idx.block_postings
+    for name in ("term_ptr", "block_ptr", "block_rows", "post_docs", "post_impacts"):
+        assert isinstance(raw[name], np.memmap) and not raw[name].flags.writeable, name
+    assert raw["post_docs"].dtype == raw["post_impacts"].dtype == np.uint8
+    assert raw["block_size"] == idx.block_size == m_layout(idx)["block_size"]
     term_ptr, post_docs, post_impacts = idx.postings
-    assert isinstance(post_docs, np.memmap) and not post_docs.flags.writeable
     assert term_ptr.dtype == np.int64 and post_docs.dtype == np.int32
-    assert post_impacts.dtype == np.uint8
+    assert post_impacts.dtype == np.uint8 and not post_docs.flags.writeable
     np.testing.assert_array_equal(term_ptr, expected.indptr)
     np.testing.assert_array_equal(post_docs, expected.indices)
     np.testing.assert_array_equal(post_impacts, expected.data)
+    order = np.asarray(raw["doc_order"])
+    assert sorted(order.tolist()) == list(range(len(vecs)))
 
     for i, ext in enumerate(ids):
         assert idx.doc_id(i) == ext
@@ -121,16 +133,16 @@ def test_round_trip(built: tuple[Path, list[str], SparseVectors]) -> None:
     assert (idx.encoder_dir / "vocab" / "terms.txt").read_text() == "a\nb\n"
 
     m = idx.manifest
-    assert m["format"] == "sparseretr-index" and m["format_version"] == FORMAT_VERSION == 1
+    assert m["format"] == "sparseretr-index" and m["format_version"] == FORMAT_VERSION == 2
     assert m["quantization"]["dtype"] == "uint8" and m["n_docs"] == len(vecs)
     assert m["stats"]["avg_nnz_per_doc"] == pytest.approx(vecs.nnz / len(vecs))
-    for name in ("term_ptr.npy", "post_docs.npy", "post_impacts.npy", "encoder/idf.json"):
+    for name in ("term_ptr.npy", "post_docs.npy", "block_rows.npy", "encoder/idf.json"):
         assert {"size", "sha256", "dtype", "shape"} <= set(m["files"][name])
     assert m["files"]["post_docs.npy"]["shape"] == [vecs.nnz]
     SparseIndex.open(path, verify=True)  # a healthy index passes the full check
 
     eager = SparseIndex.open(path, mmap=False)
-    assert not isinstance(eager.postings[1], np.memmap)
+    assert not isinstance(eager.block_postings["post_docs"], np.memmap)
     np.testing.assert_array_equal(eager.postings[1], post_docs)
     assert eager.docstore is not None
     idx.close()
@@ -186,14 +198,18 @@ def test_search_equals_brute_force(
     for k in (1, 3, 10, len(vecs) + 25):
         ids, scores = idx.search(queries, k=k)
         ref_ids, ref_scores = idx.brute_force(queries, k=k)
+        ex_ids, ex_scores = idx.search(queries, k=k, method="exhaustive")
+        np.testing.assert_array_equal(ex_ids, ids)  # pruned (default) == exhaustive, exactly
+        np.testing.assert_array_equal(ex_scores, scores)
         assert ids.shape == scores.shape == (len(queries), k) and ids.dtype == np.int32
         np.testing.assert_array_equal(ids, ref_ids)
         np.testing.assert_allclose(scores, ref_scores, rtol=1e-6)
         assert np.all((ids == -1) == (scores == 0))
-        for r in (0, 7):  # the single-query path agrees with the batch path
-            one_ids, one_scores = idx.search(queries.slice([r]), k=k)
-            np.testing.assert_array_equal(one_ids[0], ids[r])
-            np.testing.assert_array_equal(one_scores[0], scores[r])
+        for r in (0, 7):  # the single-query paths agree with the batch paths
+            for method in ("pruned", "exhaustive"):
+                one_ids, one_scores = idx.search(queries.slice([r]), k=k, method=method)
+                np.testing.assert_array_equal(one_ids[0], ids[r])
+                np.testing.assert_array_equal(one_scores[0], scores[r])
 
 
 def test_search_scores_track_float_weights(built: tuple[Path, list[str], SparseVectors]) -> None:
@@ -316,9 +332,9 @@ def test_garbage_manifest(fresh) -> None:
 def test_wrong_format_or_version(fresh) -> None:
     path = fresh()
     _rewrite_manifest(path, format_version=99)
-    with pytest.raises(IndexVersionError, match="format_version 99.*reads version 1"):
+    with pytest.raises(IndexVersionError, match="format_version 99.*reads version 2.*newer"):
         SparseIndex.open(path)
-    _rewrite_manifest(path, format="something-else", format_version=1)
+    _rewrite_manifest(path, format="something-else", format_version=2)
     with pytest.raises(IndexVersionError, match="not a sparseretr index"):
         SparseIndex.open(path)
     path = fresh()
@@ -348,9 +364,9 @@ def test_truncated_and_retyped_arrays(fresh) -> None:
 
     # Same byte size, different dtype: caught by the always-on header check.
     path = fresh()
-    docs = np.load(path / "post_docs.npy")
-    np.save(path / "post_docs.npy", docs.view(np.float32))
-    with pytest.raises(CorruptIndexError, match="post_docs.npy holds <f4"):
+    ptr = np.load(path / "term_ptr.npy")
+    np.save(path / "term_ptr.npy", ptr.view(np.float64))
+    with pytest.raises(CorruptIndexError, match="term_ptr.npy holds <f8"):
         SparseIndex.open(path)
 
 

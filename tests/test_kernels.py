@@ -1,4 +1,8 @@
-"""Kernel top-k must equal a brute-force scipy product, ties broken by smaller doc id."""
+"""Kernel top-k must equal a brute-force scipy product, ties broken by smaller internal doc id.
+
+Collections are encoded in the v2 block layout with a random slot order, so every test also
+checks that results come back as internal ids and that ties ignore the slot order.
+"""
 
 from __future__ import annotations
 
@@ -10,17 +14,71 @@ import scipy.sparse as sp
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from kernels import search_batch, search_one
+from index.postings import encode_postings, postings_by_slot, term_kth_impacts
+from kernels import (
+    search_exhaustive,
+    search_exhaustive_parallel,
+    search_pruned,
+    search_pruned_parallel,
+)
 
 SETTINGS = settings(max_examples=60, deadline=None)
 
 
 @dataclass
-class Case:
+class Layout:
+    """A collection in the v2 layout, plus the plain doc x term impacts it came from."""
+
     term_ptr: np.ndarray
+    block_ptr: np.ndarray
+    block_rows: np.ndarray
     post_docs: np.ndarray
     post_impacts: np.ndarray
-    n_docs: int
+    doc_order: np.ndarray
+    term_kth: np.ndarray
+    bsize: int
+    docs: sp.csr_matrix  # [n_docs, vocab] uint8 impacts by internal id
+
+    @property
+    def n_docs(self) -> int:
+        return self.docs.shape[0]
+
+    @property
+    def arrays(self) -> tuple[np.ndarray, ...]:
+        return (
+            self.term_ptr, self.block_ptr, self.block_rows, self.post_docs, self.post_impacts,
+            self.doc_order,
+        )  # fmt: skip
+
+    def workspace(self, n_terms: int) -> tuple[np.ndarray, ...]:
+        nb = -(-self.n_docs // self.bsize)
+        return (
+            np.zeros(nb, np.float32),
+            np.zeros(max(n_terms, 1) * nb, np.int64),
+            np.zeros(1, np.int64),
+            np.empty(nb, np.int32),
+        )
+
+
+def make_layout(docs: sp.csr_matrix, bsize: int, order: np.ndarray) -> Layout:
+    """Encode doc x term impacts (CSR by internal id) with slot -> internal id `order`."""
+    docs = sp.csr_matrix(docs, dtype=np.uint8)
+    docs.sort_indices()
+    vocab = docs.shape[1]
+    term_ptr, slots, impacts = postings_by_slot(
+        docs.indptr.astype(np.int64), docs.indices.astype(np.int32), docs.data, order, vocab
+    )
+    block_ptr, rows, local, _ = encode_postings(term_ptr, slots, impacts, bsize)
+    arrays = [term_ptr, block_ptr, rows, local, impacts, order.astype(np.int32)]
+    arrays.append(term_kth_impacts(term_ptr, impacts))
+    for a in arrays:  # read-only like a mapped index: one Numba specialization, not two
+        a.setflags(write=False)
+    return Layout(*arrays, bsize, docs)
+
+
+@dataclass
+class Case:
+    layout: Layout
     q_indptr: np.ndarray
     q_terms: np.ndarray
     q_weights: np.ndarray
@@ -31,9 +89,30 @@ class Case:
     def nq(self) -> int:
         return self.q_indptr.size - 1
 
-    def query(self, r: int) -> tuple[np.ndarray, np.ndarray]:
+    def query(self, r: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         a, b = self.q_indptr[r], self.q_indptr[r + 1]
-        return self.q_terms[a:b], self.q_weights[a:b]
+        return np.array([0, b - a], np.int64), self.q_terms[a:b], self.q_weights[a:b]
+
+
+def random_queries(
+    rng: np.random.Generator, vocab: int, nq: int, exact: bool, max_terms: int = 20
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    ptr, terms, weights = [0], [], []
+    for _ in range(nq):
+        nt = int(rng.integers(0, min(max_terms, vocab) + 1))
+        t = np.sort(rng.choice(vocab, size=nt, replace=False))
+        # Dyadic weights (k/8) make float32 products and sums exact.
+        w = rng.integers(1, 17, size=nt) / 8.0 if exact else rng.random(nt) * 3 + 1e-3
+        if nt and rng.random() < 0.3:
+            w[:] = w[0]  # equal weights: ties between docs with equal impacts
+        terms.append(t)
+        weights.append(w)
+        ptr.append(ptr[-1] + nt)
+    return (
+        np.asarray(ptr, dtype=np.int64),
+        np.concatenate(terms).astype(np.int32),
+        np.concatenate(weights).astype(np.float32),
+    )
 
 
 @st.composite
@@ -43,51 +122,27 @@ def cases(draw: st.DrawFn) -> Case:
     vocab = draw(st.integers(1, 200))
     density = draw(st.sampled_from([0.0, 0.005, 0.02, 0.1, 0.4]))
     max_impact = draw(st.sampled_from([1, 3, 255]))  # small ranges make many ties
+    bsize = draw(st.sampled_from([1, 2, 3, 8, 32, 128]))
     k = draw(st.integers(1, 400))
     nq = draw(st.integers(1, 8))
     exact = draw(st.booleans())
     rng = np.random.default_rng(seed)
-
     mask = rng.random((n_docs, vocab)) < density
     impacts = rng.integers(1, max_impact + 1, size=(n_docs, vocab))
-    csc = sp.csc_matrix(np.where(mask, impacts, 0).astype(np.uint8))
-    csc.sort_indices()
-
-    ptr, terms, weights = [0], [], []
-    for _ in range(nq):
-        nt = int(rng.integers(0, min(20, vocab) + 1))
-        t = np.sort(rng.choice(vocab, size=nt, replace=False))
-        # Dyadic weights (k/8) make float32 products and sums exact.
-        w = rng.integers(1, 17, size=nt) / 8.0 if exact else rng.random(nt) * 3 + 1e-3
-        if nt and rng.random() < 0.3:
-            w[:] = w[0]  # equal weights: ties between docs with equal impacts
-        terms.append(t)
-        weights.append(w)
-        ptr.append(ptr[-1] + nt)
-    return Case(
-        term_ptr=csc.indptr.astype(np.int64),
-        post_docs=csc.indices.astype(np.int32),
-        post_impacts=csc.data.astype(np.uint8),
-        n_docs=n_docs,
-        q_indptr=np.asarray(ptr, dtype=np.int64),
-        q_terms=np.concatenate(terms).astype(np.int32),
-        q_weights=np.concatenate(weights).astype(np.float32),
-        k=k,
-        exact=exact,
-    )
+    docs = sp.csr_matrix(np.where(mask, impacts, 0).astype(np.uint8))
+    order = rng.permutation(n_docs).astype(np.int32)
+    q_ptr, q_terms, q_weights = random_queries(rng, vocab, nq, exact)
+    return Case(make_layout(docs, bsize, order), q_ptr, q_terms, q_weights, k, exact)
 
 
 def reference(case: Case) -> tuple[np.ndarray, list[tuple[np.ndarray, np.ndarray]]]:
     """Dense float64 scores [nq, n_docs]; per query (ids, float32 scores), score desc, id asc."""
-    vocab = case.term_ptr.size - 1
-    docs = sp.csc_matrix(
-        (case.post_impacts.astype(np.float64), case.post_docs, case.term_ptr),
-        shape=(case.n_docs, vocab),
-    )
+    docs = case.layout.docs.astype(np.float64)
+    vocab = docs.shape[1]
     q = sp.csr_matrix(
         (case.q_weights.astype(np.float64), case.q_terms, case.q_indptr), shape=(case.nq, vocab)
     )
-    dense = np.asarray((q @ docs.T).toarray(), dtype=np.float64).reshape(case.nq, case.n_docs)
+    dense = np.asarray((q @ docs.T).toarray(), dtype=np.float64).reshape(case.nq, -1)
     out = []
     for r in range(case.nq):
         vals = dense[r].astype(np.float32)
@@ -101,8 +156,11 @@ def check_against_reference(
     case: Case, dense_row: np.ndarray, ref: tuple[np.ndarray, np.ndarray], ids, scores
 ) -> None:
     ref_ids, ref_scores = ref
+    m = ref_ids.size
     assert ids.dtype == np.int32 and scores.dtype == np.float32
-    assert ids.size == ref_ids.size == min(case.k, int((dense_row > 0).sum()))
+    assert m == min(case.k, int((dense_row > 0).sum()))
+    assert np.all(ids[m:] == -1) and np.all(scores[m:] == 0)
+    ids, scores = ids[:m], scores[:m]
     assert np.all(scores > 0), "zero-score docs must never be returned"
     np.testing.assert_allclose(scores, ref_scores, rtol=1e-5)
     if case.exact:
@@ -121,89 +179,108 @@ def assert_ranked(ids: np.ndarray, scores: np.ndarray) -> None:
         assert scores[j] < scores[j - 1] or (scores[j] == scores[j - 1] and ids[j] > ids[j - 1])
 
 
+def exhaustive(case: Case, q: tuple[np.ndarray, ...], k: int) -> tuple[np.ndarray, np.ndarray]:
+    lay = case.layout
+    acc = np.zeros(lay.n_docs, np.float32)
+    touched = np.empty(lay.n_docs, np.int32)
+    return search_exhaustive(*q, *lay.arrays, lay.bsize, k, acc, touched)
+
+
+def pruned(case: Case, q: tuple[np.ndarray, ...], k: int, alpha: float = 1.0, frac: float = 1.0):
+    lay = case.layout
+    ws = lay.workspace(int(q[1].size))
+    return search_pruned(*q, *lay.arrays, lay.term_kth, lay.bsize, k, alpha, frac, *ws)
+
+
 @SETTINGS
 @given(cases())
-def test_search_one_equals_brute_force(case: Case) -> None:
+def test_exhaustive_and_pruned_equal_brute_force(case: Case) -> None:
     dense, refs = reference(case)
     for r in range(case.nq):
-        qt, qw = case.query(r)
-        ids, scores = search_one(
-            qt, qw, case.term_ptr, case.post_docs, case.post_impacts, case.n_docs, case.k
-        )
-        check_against_reference(case, dense[r], refs[r], ids, scores)
-        assert_ranked(ids, scores)
+        q = case.query(r)
+        ids, scores = exhaustive(case, q, case.k)
+        check_against_reference(case, dense[r], refs[r], ids[0], scores[0])
+        p_ids, p_scores, _ = pruned(case, q, case.k)
+        np.testing.assert_array_equal(p_ids, ids)  # bit for bit, not just close
+        np.testing.assert_array_equal(p_scores, scores)
 
 
 @SETTINGS
 @given(cases(), st.integers(1, 4))
-def test_batch_equals_single_row_by_row(case: Case, n_chunks: int) -> None:
-    ids, scores = search_batch(
-        case.q_indptr,
-        case.q_terms,
-        case.q_weights,
-        case.term_ptr,
-        case.post_docs,
-        case.post_impacts,
-        case.n_docs,
-        case.k,
-        n_chunks,
+def test_parallel_equals_sequential(case: Case, n_chunks: int) -> None:
+    lay = case.layout
+    args = (case.q_indptr, case.q_terms, case.q_weights, *lay.arrays)
+    ids, scores = search_exhaustive_parallel(*args, lay.bsize, case.k, n_chunks)
+    p_ids, p_scores, stats = search_pruned_parallel(
+        *args, lay.term_kth, lay.bsize, case.k, 1.0, 1.0, n_chunks
     )
-    assert ids.shape == scores.shape == (case.nq, case.k)
+    assert ids.shape == scores.shape == p_ids.shape == (case.nq, case.k)
+    assert stats.shape == (case.nq, 3)
+    np.testing.assert_array_equal(p_ids, ids)
+    np.testing.assert_array_equal(p_scores, scores)
     for r in range(case.nq):
-        qt, qw = case.query(r)
-        one_ids, one_scores = search_one(
-            qt, qw, case.term_ptr, case.post_docs, case.post_impacts, case.n_docs, case.k
-        )
-        m = one_ids.size
-        np.testing.assert_array_equal(ids[r, :m], one_ids)
-        np.testing.assert_array_equal(scores[r, :m], one_scores)
-        assert np.all(ids[r, m:] == -1) and np.all(scores[r, m:] == 0)
+        one_ids, one_scores = exhaustive(case, case.query(r), case.k)
+        np.testing.assert_array_equal(ids[r], one_ids[0])
+        np.testing.assert_array_equal(scores[r], one_scores[0])
 
 
-def _tiny() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _tiny(order: list[int] | None = None, bsize: int = 2) -> Case:
     # term 0 -> docs 1, 2, 3 (impact 2 each); term 1 -> docs 1, 2 (impact 1); term 2 -> none
-    term_ptr = np.array([0, 3, 5, 5], dtype=np.int64)
-    post_docs = np.array([1, 2, 3, 1, 2], dtype=np.int32)
-    post_impacts = np.array([2, 2, 2, 1, 1], dtype=np.uint8)
-    return term_ptr, post_docs, post_impacts
+    dense = np.zeros((5, 3), np.uint8)
+    dense[[1, 2, 3], 0] = 2
+    dense[[1, 2], 1] = 1
+    o = np.asarray(order if order is not None else [4, 3, 2, 1, 0], np.int32)
+    lay = make_layout(sp.csr_matrix(dense), bsize, o)
+    z = np.zeros(0, np.int32)
+    return Case(lay, np.zeros(1, np.int64), z, z.astype(np.float32), 10, True)
 
 
-def test_ties_break_by_smaller_doc_id() -> None:
-    tp, pd, pi = _tiny()
-    ids, scores = search_one(np.array([0], np.int32), np.ones(1, np.float32), tp, pd, pi, 5, 10)
-    assert ids.tolist() == [1, 2, 3]  # equal scores: ascending doc id; docs 0, 4 never (score 0)
-    assert scores.tolist() == [2.0, 2.0, 2.0]
-    ids, _ = search_one(np.array([0], np.int32), np.ones(1, np.float32), tp, pd, pi, 5, 2)
-    assert ids.tolist() == [1, 2]  # the heap keeps the smaller ids when cutting at k
+@pytest.mark.parametrize("order", [[0, 1, 2, 3, 4], [4, 3, 2, 1, 0], [3, 0, 4, 1, 2]])
+def test_ties_break_by_smaller_internal_id(order: list[int]) -> None:
+    """Whatever the slot order, equal scores come back by ascending internal id."""
+    case = _tiny(order)
+    q = (np.array([0, 1], np.int64), np.array([0], np.int32), np.ones(1, np.float32))
+    for fn in (exhaustive, pruned):
+        ids, scores = fn(case, q, 10)[:2]
+        assert ids[0].tolist()[:3] == [1, 2, 3] and ids[0, 3] == -1  # docs 0, 4 never (score 0)
+        assert scores[0].tolist()[:3] == [2.0, 2.0, 2.0]
+        ids = fn(case, q, 2)[0]
+        assert ids[0].tolist() == [1, 2]  # the heap keeps the smaller ids when cutting at k
 
 
 def test_empty_query_unknown_and_nonpositive_terms() -> None:
-    tp, pd, pi = _tiny()
+    case = _tiny()
     for terms, weights in (([], []), ([2], [1.0]), ([0], [0.0]), ([7, -1], [1.0, 1.0])):
-        ids, scores = search_one(
-            np.array(terms, np.int32), np.array(weights, np.float32), tp, pd, pi, 5, 3
+        q = (
+            np.array([0, len(terms)], np.int64),
+            np.array(terms, np.int32),
+            np.array(weights, np.float32),
         )
-        assert ids.size == scores.size == 0
+        for fn in (exhaustive, pruned):
+            ids, scores = fn(case, q, 3)[:2]
+            assert np.all(ids == -1) and np.all(scores == 0)
 
 
 def test_batch_default_chunks_and_padding() -> None:
-    tp, pd, pi = _tiny()
-    ids, scores = search_batch(
+    lay = _tiny().layout
+    args = (
         np.array([0, 2, 2, 3], np.int64),
         np.array([0, 1, 1], np.int32),
         np.array([1.0, 1.0, 0.5], np.float32),
-        tp,
-        pd,
-        pi,
-        5,
-        4,
+        *lay.arrays,
     )
-    assert ids.tolist() == [[1, 2, 3, -1], [-1, -1, -1, -1], [1, 2, -1, -1]]
-    assert scores.tolist() == [[3, 3, 2, 0], [0, 0, 0, 0], [0.5, 0.5, 0, 0]]
+    expect_ids = [[1, 2, 3, -1], [-1, -1, -1, -1], [1, 2, -1, -1]]
+    expect_scores = [[3, 3, 2, 0], [0, 0, 0, 0], [0.5, 0.5, 0, 0]]
+    ids, scores = search_exhaustive_parallel(*args, lay.bsize, 4)
+    assert ids.tolist() == expect_ids and scores.tolist() == expect_scores
+    ids, scores, _ = search_pruned_parallel(*args, lay.term_kth, lay.bsize, 4, 1.0, 1.0)
+    assert ids.tolist() == expect_ids and scores.tolist() == expect_scores
 
 
 @pytest.mark.parametrize("k", [0, -3])
 def test_nonpositive_k_returns_nothing(k: int) -> None:
-    tp, pd, pi = _tiny()
-    ids, scores = search_one(np.array([0], np.int32), np.ones(1, np.float32), tp, pd, pi, 5, k)
-    assert ids.size == scores.size == 0
+    case = _tiny()
+    q = (np.array([0, 1], np.int64), np.array([0], np.int32), np.ones(1, np.float32))
+    for fn in (exhaustive, pruned):
+        ids, scores = fn(case, q, k)[:2]
+        assert ids.size == scores.size == 0

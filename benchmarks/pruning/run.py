@@ -1,0 +1,554 @@
+"""Dynamic pruning benchmark: our exhaustive and block-max pruned kernels vs scipy, bmp, Lucene.
+
+Run on demand (never in CI timing):
+
+    .venv/bin/python -m benchmarks.pruning.run --docs 100000
+    .venv/bin/python -m benchmarks.pruning.run --docs 1000000 --no-lucene
+
+Collections, indexes and the bmp/Lucene builds are cached under benchmarks/results/cache/
+(generate and build once). One thread everywhere (Numba, BLAS); every engine answers the same
+queries in an interleaved, shuffled order so that load drifts on a shared machine hit all
+engines alike: read the ratios, not the absolute milliseconds. Writes
+benchmarks/results/pruning-<docs>.{json,md,png}.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from benchmarks.pruning import engines as E
+from benchmarks.pruning import synthetic
+from index import SparseIndex, build_index
+from kernels import search_pruned_parallel
+from sparseretr.sparse import SparseVectors
+
+RESULTS = Path(__file__).resolve().parents[1] / "results"
+ALPHAS = (0.9, 0.8, 0.7, 0.5)
+FRACTIONS = (0.7, 0.5)
+BMP_ALPHAS = (0.9, 0.8, 0.7, 0.5)
+BMP_BETAS = (0.7, 0.5)
+
+
+# ------------------------------------------------------------------------------ data + builds
+def collection(cache: Path, n_docs: int, seed: int) -> SparseVectors:
+    """The synthetic documents, generated once and memory-mapped afterwards."""
+    folder = cache / f"synth-{n_docs}-s{seed}"
+    if not (folder / E.DONE).is_file():
+        folder.mkdir(parents=True, exist_ok=True)
+        t0 = time.perf_counter()
+        docs = synthetic.documents(n_docs, seed=seed)
+        for name in ("indptr", "indices", "data"):
+            np.save(folder / f"{name}.npy", getattr(docs, name))
+        (folder / E.DONE).write_text(json.dumps({"generate_s": time.perf_counter() - t0}))
+        del docs
+        gc.collect()
+    arrays = {n: np.load(folder / f"{n}.npy", mmap_mode="r") for n in ("indptr", "indices", "data")}
+    return SparseVectors(vocab_size=synthetic.VOCAB, **arrays)
+
+
+def our_index(cache: Path, docs: SparseVectors, tag: str, **build: Any) -> tuple[Path, float]:
+    """Build (once) and return (path, build seconds) of one of our indexes."""
+    path = cache / tag
+    if not (path / "manifest.json").is_file():
+        t0 = time.perf_counter()
+        build_index(
+            path, [str(i) for i in range(len(docs))], docs, encoder_config={}, overwrite=True,
+            **build,
+        )  # fmt: skip
+        (cache / f"{tag}.build.json").write_text(json.dumps({"build_s": time.perf_counter() - t0}))
+    return path, json.loads((cache / f"{tag}.build.json").read_text())["build_s"]
+
+
+# ------------------------------------------------------------------------------------ timing
+def time_interleaved(
+    fns: dict[str, E.SearchFn], nq: int, k: int, repeat: int, seed: int
+) -> tuple[dict[str, np.ndarray], dict[str, list[np.ndarray]]]:
+    """Per-call seconds for every engine, plus each engine's first-pass results."""
+    names = list(fns)
+    results: dict[str, list[np.ndarray]] = {n: [None] * nq for n in names}  # type: ignore[list-item]
+    for n in names:  # warm-up (JIT, JVM, page cache) on a few queries
+        for i in range(min(nq, 10)):
+            fns[n](i, k)
+    rng = np.random.default_rng(seed)
+    per: dict[str, list[float]] = {n: [] for n in names}
+    gc.collect()
+    gc.disable()
+    try:
+        for rep in range(repeat):
+            for pos, i in enumerate(rng.permutation(nq).tolist()):
+                shift = (pos + rep) % len(names)
+                for n in names[shift:] + names[:shift]:
+                    t0 = time.perf_counter_ns()
+                    out = fns[n](i, k)
+                    per[n].append((time.perf_counter_ns() - t0) * 1e-9)
+                    if rep == 0:
+                        results[n][i] = out
+    finally:
+        gc.enable()
+    return {n: np.asarray(v) for n, v in per.items()}, results
+
+
+def recall_at_10(got: list[np.ndarray], exact: np.ndarray) -> float:
+    vals = []
+    for g, e in zip(got, exact, strict=True):
+        e = e[:10]
+        e = e[e >= 0]
+        if e.size:
+            vals.append(len(set(np.asarray(g)[:10].tolist()) & set(e.tolist())) / e.size)
+    return float(np.mean(vals)) if vals else 1.0
+
+
+def batch_scaling(index: SparseIndex, queries: SparseVectors, k: int) -> dict[str, float]:
+    """Throughput of the parallel pruned kernel on 1 thread vs every thread (same batch)."""
+    import numba
+
+    bp = index.block_postings
+    args = (
+        np.ascontiguousarray(queries.indptr, dtype=np.int64),
+        np.ascontiguousarray(queries.indices, dtype=np.int32),
+        np.ascontiguousarray(queries.data, dtype=np.float32),
+        bp["term_ptr"], bp["block_ptr"], bp["block_rows"], bp["post_docs"], bp["post_impacts"],
+        bp["doc_order"], bp["term_kth"], bp["block_size"], k, 1.0, 1.0,
+    )  # fmt: skip
+    out: dict[str, float] = {}
+    n_max = numba.config.NUMBA_NUM_THREADS
+    for threads in sorted({1, n_max}):
+        numba.set_num_threads(threads)
+        search_pruned_parallel(*args, threads)
+        best = []
+        for _ in range(3):
+            t0 = time.perf_counter()
+            search_pruned_parallel(*args, threads)
+            best.append(time.perf_counter() - t0)
+        out[f"qps_{threads}_threads"] = len(queries) / float(np.median(best))
+    numba.set_num_threads(1)
+    out["speedup"] = out[f"qps_{n_max}_threads"] / out["qps_1_threads"]
+    out["threads"] = n_max
+    return out
+
+
+# ---------------------------------------------------------------------------------------- RSS
+def _rss() -> int:
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+    return 0
+
+
+def probe(kind: str, path: str, queries_npz: str) -> dict[str, int]:
+    """In a fresh process: RSS growth from loading an index, then from running the queries."""
+    z = np.load(queries_npz)
+    q = SparseVectors(z["indptr"], z["indices"], z["data"], int(z["vocab"]))
+    import numba
+
+    numba.set_num_threads(1)
+    if kind == "ours":  # compile before the baseline so JIT memory is not counted as index
+        tiny = Path(path).parent / "_tiny_probe"
+        if not (tiny / "manifest.json").is_file():
+            build_index(tiny, ["a"], q.slice([0]), encoder_config={}, overwrite=True)
+        SparseIndex.open(tiny).search(q.slice([0]), 10)
+    base = _rss()
+    if kind == "ours":
+        index = SparseIndex.open(path)
+        loaded = _rss()
+        fn = E.ours(index, q)
+    else:
+        E._bmp_searcher(Path(path))
+        loaded = _rss()
+        fn = E.bmp_engine(Path(path), q, 1.0, 1.0)
+    for i in range(len(q)):
+        fn(i, 10)
+    return {"after_load": loaded - base, "after_queries": _rss() - base}
+
+
+def measure_rss(kind: str, path: Path, queries: SparseVectors, cache: Path) -> dict[str, int]:
+    qfile = cache / "probe_queries.npz"
+    np.savez(
+        qfile, indptr=queries.indptr, indices=queries.indices, data=queries.data,
+        vocab=queries.vocab_size,
+    )  # fmt: skip
+    cmd = [sys.executable, "-m", "benchmarks.pruning.run", "--probe", kind, str(path), str(qfile)]
+    env = {**os.environ, "NUMBA_NUM_THREADS": "1"}
+    proc = subprocess.run(cmd, capture_output=True, text=True, check=False, env=env)
+    if proc.returncode != 0:
+        return {"error": proc.stderr[-500:]}  # type: ignore[dict-item]
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+# ------------------------------------------------------------------------------------- main
+def parse(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument("--docs", type=int, default=100_000)
+    p.add_argument("--queries", type=int, default=200, help="per query set")
+    p.add_argument("--k", type=int, nargs="+", default=[10, 1000])
+    p.add_argument("--block-size", type=int, default=16)
+    p.add_argument("--static-top", type=int, default=200, help="doc_max_terms of the static run")
+    p.add_argument("--repeat", type=int, default=2)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--lucene", action=argparse.BooleanOptionalAction, default=None,
+                   help="default: only up to 200k docs (1M is too slow to index here)")  # fmt: skip
+    p.add_argument("--bmp", action=argparse.BooleanOptionalAction, default=True)
+    p.add_argument("--ablation", action=argparse.BooleanOptionalAction, default=None,
+                   help="also an unordered index (default: only up to 200k docs)")  # fmt: skip
+    p.add_argument("--out", type=Path, default=RESULTS)
+    p.add_argument("--cache", type=Path, default=RESULTS / "cache")
+    p.add_argument("--build-only", action="store_true", help="generate and build, then stop")
+    p.add_argument("--probe", nargs=3, help=argparse.SUPPRESS)
+    return p.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    args = parse(argv)
+    if args.probe:
+        print(json.dumps(probe(*args.probe)))
+        return {}
+    import numba
+
+    numba.set_num_threads(1)
+    try:
+        from threadpoolctl import threadpool_limits
+
+        threadpool_limits(1)
+    except ImportError:
+        pass
+    n = args.docs
+    cache = args.cache
+    cache.mkdir(parents=True, exist_ok=True)
+    args.out.mkdir(parents=True, exist_ok=True)
+    lucene = args.lucene if args.lucene is not None else n <= 200_000
+    ablation = args.ablation if args.ablation is not None else n <= 200_000
+    log = _logger()
+
+    docs = collection(cache, n, args.seed)
+    df = np.bincount(np.asarray(docs.indices), minlength=synthetic.VOCAB)
+    qsets = {
+        "siamese": synthetic.queries(n, args.queries, "siamese", seed=args.seed),
+        "inference-free": synthetic.queries(
+            n, args.queries, "inference-free", doc_df=df, seed=args.seed
+        ),
+    }
+    calib = synthetic.describe(docs, qsets)
+    log(f"collection: {json.dumps(calib)}")
+    bs = args.block_size
+    tag = f"synth-{n}-s{args.seed}"
+    main_path, main_build = our_index(cache, docs, f"ours-{tag}-b{bs}", block_size=bs)
+    index = SparseIndex.open(main_path)
+    builds: dict[str, dict[str, Any]] = {
+        "ours": _our_build_info(index, main_build),
+    }
+    static_path, static_build = our_index(
+        cache, docs, f"ours-{tag}-b{bs}-top{args.static_top}", block_size=bs,
+        doc_max_terms=args.static_top,
+    )  # fmt: skip
+    static = SparseIndex.open(static_path)
+    builds[f"ours-static{args.static_top}"] = _our_build_info(static, static_build)
+    unordered = None
+    if ablation:
+        un_path, un_build = our_index(
+            cache, docs, f"ours-{tag}-b{bs}-unordered", block_size=bs, reorder=False
+        )
+        unordered = SparseIndex.open(un_path)
+        builds["ours-unordered"] = _our_build_info(unordered, un_build)
+    del docs
+    log(f"our builds: {json.dumps(builds)}")
+
+    bmp_info = lucene_info = None
+    if args.bmp:
+        bmp_info = E.build_bmp(index, cache / f"bmp-{tag}-b{bs}", bs)
+        builds["bmp"] = {
+            "build_s": bmp_info["build_s"], "bytes": bmp_info["bytes"],
+            "bytes_per_posting": bmp_info["bytes"] / index.n_postings,
+            "note": "excludes our reordering (bmp gets our clustered order)",
+        }  # fmt: skip
+    if lucene:
+        why = E.lucene_unavailable()
+        if why:
+            log(f"Lucene skipped: {why}")
+        else:
+            lucene_info = E.build_lucene(index, cache / f"lucene-{tag}")
+            builds["lucene"] = {
+                "build_s": lucene_info["build_s"], "bytes": lucene_info["bytes"],
+                "bytes_per_posting": lucene_info["bytes"] / index.n_postings,
+            }  # fmt: skip
+    log(f"builds: {json.dumps(builds, default=str)}")
+    if args.build_only:
+        return {"builds": builds}
+    # RSS probes and batch scaling first, while this process holds nothing big: at 1M docs
+    # bmp alone takes ~8 GB in RAM and its probe loads it again in a fresh process.
+    rss = {"ours": measure_rss("ours", main_path, qsets["siamese"], cache)}
+    if bmp_info:
+        rss["bmp"] = measure_rss("bmp", bmp_info["path"], qsets["siamese"], cache)
+    log(f"rss: {rss}")
+    batch = {qn: batch_scaling(index, q, 10) for qn, q in qsets.items()}
+    log(f"batch scaling: {batch}")
+    matrix = E.docs_by_term(index)
+
+    rows: list[dict[str, Any]] = []
+    checks: dict[str, Any] = {}
+    for qname, q in qsets.items():
+        for k in args.k:
+            exact_ids, exact_scores = index.search(q, max(k, 10), method="exhaustive")
+            pruned_ids, pruned_scores = index.search(q, max(k, 10))
+            checks[f"{qname}/k{k}/pruned_equals_exhaustive"] = bool(
+                np.array_equal(exact_ids, pruned_ids)
+                and np.array_equal(exact_scores, pruned_scores)
+            )
+            stats = index.pruning_stats(q, k)
+            checks[f"{qname}/k{k}/blocks_scored_fraction"] = float(
+                stats[:, 1].sum() / max(stats[:, 0].sum(), 1)
+            )
+            fns, meta = _engines(
+                index, static, unordered, matrix, bmp_info, lucene_info, q, k, args
+            )
+            log(f"timing {qname} k={k}: {len(fns)} engines x {len(q)} queries x {args.repeat}")
+            per, results = time_interleaved(fns, len(q), k, args.repeat, args.seed)
+            for name, secs in per.items():
+                rows.append({
+                    "engine": name, "queries": qname, "k": k, **meta[name],
+                    "mean_ms": float(secs.mean() * 1e3),
+                    "p50_ms": float(np.median(secs) * 1e3),
+                    "p99_ms": float(np.percentile(secs, 99) * 1e3),
+                    "qps": float(1.0 / secs.mean()),
+                    "recall_at_10": recall_at_10(results[name], exact_ids),
+                })  # fmt: skip
+                r = rows[-1]
+                log(f"  {name:28s} {r['mean_ms']:8.3f} ms  R@10 {r['recall_at_10']:.4f}")
+
+    record = {
+        "benchmark": "pruning",
+        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "machine": {
+            "cpus": os.cpu_count(),
+            "python": platform.python_version(),
+            "load_avg_start_end": [list(_LOAD0), list(os.getloadavg())],
+            "caveat": "2 shared cores: absolute ms drift with other users' load; compare "
+            "engines within this run (interleaved timing)",
+        },  # fmt: skip
+        "config": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
+        "collection": calib,
+        "builds": builds,
+        "rss_bytes": rss,
+        "batch_scaling": batch,
+        "checks": checks,
+        "rows": rows,
+    }
+    record["targets"] = targets(record)
+    stem = args.out / f"pruning-{n}"
+    stem.with_suffix(".json").write_text(json.dumps(record, indent=2, default=str))
+    stem.with_suffix(".md").write_text(markdown(record))
+    plot(record, stem.with_suffix(".png"))
+    log(f"wrote {stem}.json/.md/.png")
+    return record
+
+
+_LOAD0 = os.getloadavg()
+
+
+def _logger() -> Any:
+    t0 = time.perf_counter()
+
+    def log(msg: str) -> None:
+        print(f"[pruning {time.perf_counter() - t0:7.1f}s] {msg}", flush=True)
+
+    return log
+
+
+def _our_build_info(index: SparseIndex, build_s: float) -> dict[str, Any]:
+    size = E.dir_bytes(index.path)
+    return {
+        "build_s": build_s,
+        "bytes": size,
+        "bytes_per_posting": size / max(index.n_postings, 1),
+        "n_postings": index.n_postings,
+        "layout": index.manifest["layout"],
+    }
+
+
+def _engines(
+    index: SparseIndex,
+    static: SparseIndex,
+    unordered: SparseIndex | None,
+    matrix: Any,
+    bmp_info: dict | None,
+    lucene_info: dict | None,
+    q: SparseVectors,
+    k: int,
+    args: argparse.Namespace,
+) -> tuple[dict[str, E.SearchFn], dict[str, dict[str, Any]]]:
+    """name -> search fn and name -> {family, mode, knobs}; approximate knobs only at k=10."""
+    fns: dict[str, E.SearchFn] = {}
+    meta: dict[str, dict[str, Any]] = {}
+
+    def add(name: str, fn: E.SearchFn, family: str, mode: str, **knobs: Any) -> None:
+        fns[name] = fn
+        meta[name] = {"family": family, "mode": mode, "knobs": knobs}
+
+    add("ours-exhaustive", E.ours(index, q, method="exhaustive"), "ours", "exact")
+    add("ours-pruned", E.ours(index, q), "ours", "exact")
+    add("scipy", E.scipy_engine(matrix, q), "scipy", "exact")
+    if bmp_info:
+        add("bmp-exact", E.bmp_engine(bmp_info["path"], q, 1.0, 1.0), "bmp", "exact*")
+    if lucene_info:
+        add("lucene", E.lucene_engine(lucene_info["path"], q), "lucene", "exact*")
+    if k != 10:
+        return fns, meta
+    if unordered is not None:
+        add("ours-pruned-unordered", E.ours(unordered, q), "ours", "exact")
+    for a in ALPHAS:
+        add(f"ours-alpha{a}", E.ours(index, q, alpha=a), "ours", "approx", alpha=a)
+    for f in FRACTIONS:
+        add(f"ours-terms{f}", E.ours(index, q, term_fraction=f), "ours", "approx", term_fraction=f)
+    add("ours-alpha0.8-terms0.7", E.ours(index, q, alpha=0.8, term_fraction=0.7), "ours",
+        "approx", alpha=0.8, term_fraction=0.7)  # fmt: skip
+    add(f"ours-static{args.static_top}", E.ours(static, q), "ours", "approx",
+        doc_max_terms=args.static_top)  # fmt: skip
+    if bmp_info:
+        for a in BMP_ALPHAS:
+            add(f"bmp-alpha{a}", E.bmp_engine(bmp_info["path"], q, a, 1.0), "bmp", "approx",
+                alpha=a)  # fmt: skip
+        for b in BMP_BETAS:
+            add(f"bmp-beta{b}", E.bmp_engine(bmp_info["path"], q, 1.0, b), "bmp", "approx",
+                beta=b)  # fmt: skip
+    return fns, meta
+
+
+# ----------------------------------------------------------------------------------- report
+def _row(rows: list[dict], engine: str, qname: str, k: int) -> dict | None:
+    return next(
+        (r for r in rows if (r["engine"], r["queries"], r["k"]) == (engine, qname, k)), None
+    )
+
+
+def targets(rec: dict[str, Any]) -> dict[str, Any]:
+    """The issue's targets, evaluated on this run (k=10, one thread)."""
+    rows, out = rec["rows"], {}
+    for qname in {r["queries"] for r in rows}:
+        ex, pr = _row(rows, "ours-exhaustive", qname, 10), _row(rows, "ours-pruned", qname, 10)
+        if not (ex and pr):
+            continue
+        t: dict[str, Any] = {"safe_speedup_vs_exhaustive": ex["mean_ms"] / pr["mean_ms"]}
+        t["safe_ge_3x_exhaustive"] = t["safe_speedup_vs_exhaustive"] >= 3
+        bmp = _row(rows, "bmp-exact", qname, 10)
+        if bmp:
+            t["safe_vs_bmp_exact_speedup"] = bmp["mean_ms"] / pr["mean_ms"]
+            t["safe_no_slower_than_bmp_exact"] = pr["mean_ms"] <= bmp["mean_ms"]
+        ok = [
+            r for r in rows
+            if r["queries"] == qname and r["k"] == 10 and r["recall_at_10"] >= 0.99
+        ]  # fmt: skip
+        ours_best = min((r for r in ok if r["family"] == "ours"), key=lambda r: r["mean_ms"])
+        bmp_ok = [r for r in ok if r["family"] == "bmp"]
+        t["ours_fastest_at_recall_0.99"] = [ours_best["engine"], ours_best["mean_ms"]]
+        if bmp_ok:
+            b = min(bmp_ok, key=lambda r: r["mean_ms"])
+            t["bmp_fastest_at_recall_0.99"] = [b["engine"], b["mean_ms"]]
+            t["approx_faster_than_bmp_at_0.99"] = ours_best["mean_ms"] < b["mean_ms"]
+        elif any(r["family"] == "bmp" for r in rows):
+            t["bmp_fastest_at_recall_0.99"] = None  # no bmp setting reaches 0.99 (see note)
+        if bmp:
+            # bmp quantizes queries to 32 levels, so its exact mode already sits below 0.99
+            # against float queries; the fair reading compares recall relative to its own
+            # exact mode: its fastest setting within 0.01 of it.
+            near = [
+                r for r in rows
+                if r["queries"] == qname and r["k"] == 10 and r["family"] == "bmp"
+                and r["recall_at_10"] >= bmp["recall_at_10"] - 0.01
+            ]  # fmt: skip
+            b = min(near, key=lambda r: r["mean_ms"])
+            t["bmp_fastest_within_0.01_of_its_exact"] = [b["engine"], b["mean_ms"]]
+            t["approx_faster_than_bmp_relative"] = ours_best["mean_ms"] < b["mean_ms"]
+        lu = _row(rows, "lucene", qname, 10)
+        if lu:
+            t["safe_speedup_vs_lucene"] = lu["mean_ms"] / pr["mean_ms"]
+            t["approx_speedup_vs_lucene"] = lu["mean_ms"] / ours_best["mean_ms"]
+            t["both_ge_10x_lucene"] = min(t["safe_speedup_vs_lucene"],
+                                          t["approx_speedup_vs_lucene"]) >= 10  # fmt: skip
+        out[qname] = t
+    ours = rec["builds"]["ours"]
+    out["bytes_per_posting"] = ours["bytes_per_posting"]
+    out["le_3_bytes_per_posting"] = ours["bytes_per_posting"] <= 3
+    r = rec["rss_bytes"].get("ours", {})
+    if "after_load" in r:
+        out["rss_after_load_over_index_size"] = r["after_load"] / ours["bytes"]
+        out["rss_after_queries_over_index_size"] = r["after_queries"] / ours["bytes"]
+        out["rss_le_index_plus_20pct"] = r["after_queries"] <= 1.2 * ours["bytes"]
+    sp = [v["speedup"] for v in rec["batch_scaling"].values()]
+    out["batch_speedup_2_threads"] = sp
+    out["batch_ge_1.8x"] = all(s >= 1.8 for s in sp)
+    return out
+
+
+def markdown(rec: dict[str, Any]) -> str:
+    c = rec["collection"]
+    lines = [
+        f"# Pruning benchmark: {c['n_docs']:,} synthetic docs, {c['n_postings']:,} postings",
+        "",
+        f"One thread, interleaved timing. {rec['machine']['caveat']}. Load average at start/end: "
+        f"{rec['machine']['load_avg_start_end']}.",
+        f"Docs: {c['doc_nnz_mean']:.0f} nnz mean; queries: siamese "
+        f"{c['siamese_nnz_mean']:.0f} terms, inference-free {c['inference-free_nnz_mean']:.0f}.",
+        "exact* = bmp and Lucene quantize query weights to integers, so their recall vs our "
+        "exact float-query ranking is below 1 by construction.",
+        "",
+        "| engine | queries | k | mode | mean ms | p50 ms | p99 ms | QPS | recall@10 |",
+        "|---|---|---|---|---:|---:|---:|---:|---:|",
+    ]
+    for r in rec["rows"]:
+        lines.append(
+            f"| {r['engine']} | {r['queries']} | {r['k']} | {r['mode']} | {r['mean_ms']:.3f} | "
+            f"{r['p50_ms']:.3f} | {r['p99_ms']:.3f} | {r['qps']:.0f} | {r['recall_at_10']:.4f} |"
+        )
+    lines += ["", "| build | seconds | bytes | bytes/posting |", "|---|---:|---:|---:|"]
+    for name, b in rec["builds"].items():
+        lines.append(
+            f"| {name} | {b['build_s']:.1f} | {b['bytes']:,} | {b['bytes_per_posting']:.2f} |"
+        )
+    lines += ["", "RSS growth (bytes): " + json.dumps(rec["rss_bytes"])]
+    lines += ["", "Batch scaling (pruned, k=10): " + json.dumps(rec["batch_scaling"])]
+    lines += ["", "Checks: " + json.dumps(rec["checks"])]
+    lines += ["", "## Targets", "", "```", json.dumps(rec["targets"], indent=2), "```", ""]
+    return "\n".join(lines)
+
+
+def plot(rec: dict[str, Any], path: Path) -> None:
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return
+    qnames = sorted({r["queries"] for r in rec["rows"]})
+    fig, axes = plt.subplots(1, len(qnames), figsize=(6.5 * len(qnames), 5), squeeze=False)
+    colors = {"ours": "tab:blue", "bmp": "tab:orange", "scipy": "tab:green", "lucene": "tab:red"}
+    for ax, qn in zip(axes[0], qnames, strict=True):
+        for r in rec["rows"]:
+            if r["queries"] != qn or r["k"] != 10:
+                continue
+            ax.scatter(r["mean_ms"], r["recall_at_10"], color=colors.get(r["family"], "gray"),
+                       marker="o" if r["mode"].startswith("exact") else "x")  # fmt: skip
+            ax.annotate(r["engine"], (r["mean_ms"], r["recall_at_10"]), fontsize=6)
+        ax.set_xscale("log")
+        ax.set_xlabel("mean ms / query (one thread, log)")
+        ax.set_ylabel("recall@10 vs exact")
+        ax.set_title(f"{qn} queries, k=10, {rec['collection']['n_docs']:,} docs")
+        ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=130)
+    plt.close(fig)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

@@ -1,0 +1,824 @@
+"""Exact and block-max pruned top-k over compact block-local impact postings.
+
+Layout (index/format.py): documents sit in *slots*, slot s in block s // B (B <= 128); per
+term, postings hold (s % B, impact) in slot order, and a byte stream holds one *row* per block
+the term occurs in: a header byte (gap code in the high 8 - cb bits, count - 1 in the low cb
+bits, cb = bits for B - 1), escape bytes when the block-id gap exceeds the gap code's range
+(zeros add 255 each, then the rest), and the block-max impact only when count > 1 (a single
+posting's impact *is* the block max, so it is read from the postings instead). Block ids start
+at -1 and add the gaps; posting offsets are the running sum of counts, never stored.
+doc_order[s] is the internal doc id at slot s. Results always come back as internal ids.
+This module also holds the layout's encoder, decoder and validator, so the format has exactly
+one reader (_next_row).
+
+Order, everywhere and in every method: score descending; among equal scores, the smaller
+*internal* doc id first (internal id = position in build_index's input, not the slot). The
+slot order is an implementation detail of the layout, so ties never depend on how the build
+happened to cluster documents, and the pruned and exhaustive paths agree bit for bit.
+
+Scores are float32 sums of ``q_weight * impact`` in query-term order (the caller dequantizes).
+Query terms with weight <= 0 or an id outside [0, vocab) are skipped.
+
+exhaustive: term-at-a-time into a slot-indexed accumulator with a touched list, so the top-k
+pass and the reset cost O(postings read), never O(n_docs).
+
+pruned (Block-Max Pruning, Mallia, Suel & Tonellotto, SIGIR 2024, on a sparse block-max):
+1. one sequential scan of each query term's block rows adds ``w * block_max`` into a per-block
+   upper bound and records where that term's postings for the block start (a per-query table
+   stamped with a generation number, so it is never cleared);
+2. blocks are visited best bound first (bucket lists over 1024 bound ranges) and scored
+   exactly (block-local accumulator, terms in query order: the same float32 operations as
+   the exhaustive path);
+3. it stops once the best bound left is below the current k-th score. Float32 sums of
+   non-negative terms are monotone, so bound >= every score in the block holds bit for bit;
+   stopping only on a strict "<" keeps documents that tie the k-th score and might win on id.
+   When the bounds are loose for a query (still going after max(64, candidates / 16)
+   blocks), the remaining candidates are visited in block order instead, with the same skip
+   test: each term's postings are then read front to back rather than at random.
+The k-th largest impact of each term (term_kth) gives a valid threshold before any block is
+scored: at least k documents score >= w * kth.
+Approximate knobs (off by default): alpha < 1 skips blocks once alpha * bound < k-th score;
+term_fraction < 1 keeps only the heaviest ceil(fraction * terms) query terms.
+
+Why one module: Numba's on-disk cache (cache=True) is invalidated only by edits to the file that
+defines a function, not to the files of the jitted functions it calls. Keeping every compiled
+search function here means an edit can never leave a stale cached kernel behind.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import config, njit, prange
+
+# Default chunk count for the parallel paths. Read once from config (the process-wide thread
+# ceiling) because calling numba.get_num_threads() inside a kernel makes it uncacheable.
+_DEFAULT_CHUNKS = max(1, int(config.NUMBA_NUM_THREADS))
+
+# Pruning table entry: generation (bits 48..62) | count (40..47) | posting offset (0..39).
+_GEN_SHIFT = 48
+_CNT_SHIFT = 40
+_OFF_MASK = (1 << 40) - 1
+_GEN_LIMIT = 1 << 15
+_ESCAPE_STEP = 255  # a zero escape byte adds this much to the block id
+_STATS = 3  # per query: candidate blocks, blocks scored, block rows read
+# Best-first phase length before switching to a block-order sweep: max(MIN, candidates / DIV).
+_BEST_FIRST_MIN = 64
+_BEST_FIRST_DIV = 16
+_BUCKETS = 1024  # bound buckets of the candidate ordering
+
+
+# ---------------------------------------------------------------------------------- layout
+@njit(cache=True, nogil=True)
+def _count_bits(bsize: int) -> int:
+    """Bits of a row header that hold count - 1 (count <= bsize)."""
+    cb = 0
+    while (1 << cb) < bsize:
+        cb += 1
+    return cb
+
+
+@njit(cache=True, nogil=True)
+def _next_row(
+    rows: np.ndarray, r: int, blk: int, p: int, post_impacts: np.ndarray, cb: int
+) -> tuple[int, int, int, int]:
+    """Decode the row at byte r of a term whose block id so far is blk and whose postings
+    continue at p: returns (byte after the row, its block, its posting count, its max)."""
+    h = np.int64(rows[r])
+    r += 1
+    g = h >> cb
+    c = (h & ((1 << cb) - 1)) + 1
+    if g == 0:
+        x = np.int64(rows[r])
+        r += 1
+        while x == 0:
+            blk += _ESCAPE_STEP
+            x = np.int64(rows[r])
+            r += 1
+        blk += x
+    else:
+        blk += g
+    if c > 1:
+        mx = np.int64(rows[r])
+        r += 1
+    else:
+        mx = np.int64(post_impacts[p])
+    return r, blk, c, mx
+
+
+@njit(cache=True, nogil=True)
+def _row_bytes(gap: int, count: int, cb: int) -> int:
+    n = 1 if count == 1 else 2
+    if gap >= (1 << (8 - cb)):
+        n += 1 + (gap - 1) // _ESCAPE_STEP
+    return n
+
+
+@njit(cache=True)
+def encode_rows(
+    term_ptr: np.ndarray,
+    slots: np.ndarray,
+    impacts: np.ndarray,
+    bsize: int,
+    block_ptr: np.ndarray,
+    rows: np.ndarray,
+    local: np.ndarray,
+    measure: bool,
+) -> int:
+    """Write each term's block rows (measure=True: only sum their bytes into block_ptr[1:]).
+
+    slots ascend within each term; local receives s % bsize for every posting.
+    Returns the number of rows.
+    """
+    cb = _count_bits(bsize)
+    gmax = (1 << (8 - cb)) - 1
+    n_rows = 0
+    for t in range(term_ptr.shape[0] - 1):
+        a, b = term_ptr[t], term_ptr[t + 1]
+        r = block_ptr[t]
+        size = 0
+        prev = -1
+        p = a
+        while p < b:
+            blk = slots[p] // bsize
+            q = p
+            mx = 0
+            while q < b and slots[q] // bsize == blk:
+                mx = max(mx, impacts[q])
+                q += 1
+            c = q - p
+            gap = blk - prev
+            n_rows += 1
+            if measure:
+                size += _row_bytes(gap, c, cb)
+            else:
+                base = blk * bsize
+                for i in range(p, q):
+                    local[i] = slots[i] - base
+                rows[r] = ((gap if gap <= gmax else 0) << cb) | (c - 1)
+                r += 1
+                if gap > gmax:
+                    while gap > _ESCAPE_STEP:
+                        rows[r] = 0
+                        r += 1
+                        gap -= _ESCAPE_STEP
+                    rows[r] = gap
+                    r += 1
+                if c > 1:
+                    rows[r] = mx
+                    r += 1
+            prev = blk
+            p = q
+        if measure:
+            block_ptr[t + 1] = block_ptr[t] + size
+    return n_rows
+
+
+@njit(cache=True)
+def decode_slots(
+    term_ptr: np.ndarray,
+    block_ptr: np.ndarray,
+    block_rows: np.ndarray,
+    post_docs: np.ndarray,
+    post_impacts: np.ndarray,
+    bsize: int,
+    out: np.ndarray,
+) -> None:
+    """out[p] = slot of posting p: the inverse of encode_rows (for references and tools)."""
+    cb = _count_bits(bsize)
+    for t in range(term_ptr.shape[0] - 1):
+        p = term_ptr[t]
+        blk = -1
+        r, r1 = block_ptr[t], block_ptr[t + 1]
+        while r < r1:
+            r, blk, c, _ = _next_row(block_rows, r, blk, p, post_impacts, cb)
+            base = blk * bsize
+            for q in range(p, p + c):
+                out[q] = base + post_docs[q]
+            p += c
+
+
+@njit(cache=True)
+def layout_ok(
+    term_ptr: np.ndarray,
+    block_ptr: np.ndarray,
+    block_rows: np.ndarray,
+    post_docs: np.ndarray,
+    post_impacts: np.ndarray,
+    bsize: int,
+    n_docs: int,
+) -> bool:
+    """Every invariant the unchecked readers rely on (bounds, order, maxima, counts).
+
+    Checks each row's bytes are inside the term's range before _next_row reads them.
+    """
+    cb = _count_bits(bsize)
+    vocab = term_ptr.shape[0] - 1
+    n_bytes = block_rows.shape[0]
+    if term_ptr[0] != 0 or block_ptr[0] != 0 or block_ptr[vocab] != n_bytes:
+        return False
+    for t in range(vocab):
+        a, b = term_ptr[t], term_ptr[t + 1]
+        r, r1 = block_ptr[t], block_ptr[t + 1]
+        if b < a or r1 < r or r1 > n_bytes or b > post_docs.shape[0]:
+            return False
+        p = a
+        blk = -1
+        last = -1
+        while r < r1:
+            # Bytes this row needs, given its header and escape bytes, must lie before r1.
+            h = np.int64(block_rows[r])
+            need = r + 1
+            if (h >> cb) == 0:
+                while need < r1 and block_rows[need] == 0:
+                    need += 1
+                need += 1
+            if ((h & ((1 << cb) - 1)) + 1) > 1:
+                need += 1
+            if need > r1:
+                return False
+            c = (h & ((1 << cb) - 1)) + 1
+            if c > bsize or p + c > b:
+                return False
+            r, blk, c, mx = _next_row(block_rows, r, blk, p, post_impacts, cb)
+            top = 0
+            for q in range(p, p + c):
+                s = blk * bsize + post_docs[q]
+                if post_docs[q] >= bsize or s <= last or s >= n_docs or post_impacts[q] < 1:
+                    return False
+                top = max(top, np.int64(post_impacts[q]))
+                last = s
+            if top != mx:
+                return False
+            p += c
+        if p != b:
+            return False
+    return True
+
+
+@njit(cache=True)
+def lookup_impacts(
+    term_ptr: np.ndarray,
+    block_ptr: np.ndarray,
+    block_rows: np.ndarray,
+    post_docs: np.ndarray,
+    post_impacts: np.ndarray,
+    bsize: int,
+    slot: int,
+    terms: np.ndarray,
+    out: np.ndarray,
+) -> None:
+    """out[j] = impact of terms[j] in the doc at slot (unchanged where absent)."""
+    cb = _count_bits(bsize)
+    want_blk = slot // bsize
+    want_loc = slot - want_blk * bsize
+    for j in range(terms.shape[0]):
+        t = terms[j]
+        p = term_ptr[t]
+        blk = -1
+        r, r1 = block_ptr[t], block_ptr[t + 1]
+        while r < r1:
+            r, blk, c, _ = _next_row(block_rows, r, blk, p, post_impacts, cb)
+            if blk >= want_blk:
+                if blk == want_blk:
+                    for q in range(p, p + c):
+                        if post_docs[q] == want_loc:
+                            out[j] = post_impacts[q]
+                break
+            p += c
+
+
+# ------------------------------------------------------------------------------ top-k heap
+@njit(cache=True, nogil=True)
+def _worse(s_a: float, d_a: int, s_b: float, d_b: int) -> bool:
+    """True when (s_a, d_a) ranks below (s_b, d_b): lower score, or same score and larger id."""
+    return s_a < s_b or (s_a == s_b and d_a > d_b)
+
+
+@njit(cache=True, nogil=True)
+def _sift_down(hs: np.ndarray, hd: np.ndarray, i: int, size: int) -> None:
+    """Restore the heap below i; the worst-ranked entry sits at the root."""
+    s, d = hs[i], hd[i]
+    while True:
+        c = 2 * i + 1
+        if c >= size:
+            break
+        r = c + 1
+        if r < size and _worse(hs[r], hd[r], hs[c], hd[c]):
+            c = r
+        if not _worse(hs[c], hd[c], s, d):
+            break
+        hs[i] = hs[c]
+        hd[i] = hd[c]
+        i = c
+    hs[i] = s
+    hd[i] = d
+
+
+@njit(cache=True, nogil=True)
+def _push(hs: np.ndarray, hd: np.ndarray, size: int, s: float, d: int) -> None:
+    """Append (s, d) at index size and sift it up (the heap is not full)."""
+    i = size
+    while i > 0:
+        par = (i - 1) // 2
+        if not _worse(s, d, hs[par], hd[par]):
+            break
+        hs[i] = hs[par]
+        hd[i] = hd[par]
+        i = par
+    hs[i] = s
+    hd[i] = d
+
+
+@njit(cache=True, nogil=True)
+def _offer(hs: np.ndarray, hd: np.ndarray, size: int, k: int, s: float, d: int) -> int:
+    """Insert (s, d) into a heap of capacity k; returns the new size."""
+    if size < k:
+        _push(hs, hd, size, s, d)
+        return size + 1
+    if _worse(hs[0], hd[0], s, d):
+        hs[0] = s
+        hd[0] = d
+        _sift_down(hs, hd, 0, size)
+    return size
+
+
+@njit(cache=True, nogil=True)
+def _heapsort(hs: np.ndarray, hd: np.ndarray, m: int) -> None:
+    """Sort a heap of m entries in place, best first."""
+    for end in range(m - 1, 0, -1):
+        s, d = hs[0], hd[0]
+        hs[0] = hs[end]
+        hd[0] = hd[end]
+        hs[end] = s
+        hd[end] = d
+        _sift_down(hs, hd, 0, end)
+
+
+# ------------------------------------------------------------------------------ exhaustive
+@njit(cache=True, nogil=True)
+def _exhaustive_row(
+    q_terms: np.ndarray,
+    q_weights: np.ndarray,
+    qa: int,
+    qb: int,
+    term_ptr: np.ndarray,
+    block_ptr: np.ndarray,
+    block_rows: np.ndarray,
+    post_docs: np.ndarray,
+    post_impacts: np.ndarray,
+    doc_order: np.ndarray,
+    bsize: int,
+    k: int,
+    acc: np.ndarray,
+    touched: np.ndarray,
+    out_ids: np.ndarray,
+    out_scores: np.ndarray,
+    row: int,
+) -> int:
+    """Score query terms [qa, qb) over every posting; top-k into out_*[row]. acc: zero in/out."""
+    vocab = term_ptr.shape[0] - 1
+    cb = _count_bits(bsize)
+    n_touched = 0
+    for j in range(qa, qb):
+        t = q_terms[j]
+        w = np.float32(q_weights[j])
+        if t < 0 or t >= vocab or not w > 0:
+            continue
+        p = term_ptr[t]
+        blk = -1
+        r, r1 = block_ptr[t], block_ptr[t + 1]
+        while r < r1:
+            r, blk, c, _ = _next_row(block_rows, r, blk, p, post_impacts, cb)
+            end = p + c
+            base = blk * bsize
+            for q in range(p, end):
+                s = base + post_docs[q]
+                # w > 0 and impact >= 1, so every contribution is > 0: zero means "untouched".
+                if acc[s] == 0:
+                    touched[n_touched] = s
+                    n_touched += 1
+                acc[s] += w * np.float32(post_impacts[q])
+            p = end
+    hs, hd = out_scores[row], out_ids[row]
+    m = 0
+    for j in range(n_touched):
+        s = touched[j]
+        v = acc[s]
+        acc[s] = 0
+        if m < k or (k > 0 and v >= hs[0]):  # only then can it enter: skip the id lookup
+            m = _offer(hs, hd, m, k, v, doc_order[s])
+    _heapsort(hs, hd, m)
+    return m
+
+
+@njit(cache=True, nogil=True)
+def search_exhaustive(
+    q_indptr: np.ndarray,
+    q_terms: np.ndarray,
+    q_weights: np.ndarray,
+    term_ptr: np.ndarray,
+    block_ptr: np.ndarray,
+    block_rows: np.ndarray,
+    post_docs: np.ndarray,
+    post_impacts: np.ndarray,
+    doc_order: np.ndarray,
+    bsize: int,
+    k: int,
+    acc: np.ndarray,
+    touched: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Exact top-k of every CSR query row on this thread, reusing the caller's workspace.
+
+    acc float32[n_docs] must be zero (it is zero again on return), touched int32[n_docs].
+    Returns ids int32[nq, k] (-1 padded), scores float32[nq, k] (0 padded).
+    """
+    nq = q_indptr.shape[0] - 1
+    kk = max(k, 0)
+    out_ids = np.full((nq, kk), -1, dtype=np.int32)
+    out_scores = np.zeros((nq, kk), dtype=np.float32)
+    for qi in range(nq):
+        _exhaustive_row(
+            q_terms, q_weights, q_indptr[qi], q_indptr[qi + 1], term_ptr, block_ptr, block_rows,
+            post_docs, post_impacts, doc_order, bsize, kk, acc, touched, out_ids, out_scores, qi,
+        )  # fmt: skip
+    return out_ids, out_scores
+
+
+@njit(parallel=True, cache=True, nogil=True)
+def search_exhaustive_parallel(
+    q_indptr: np.ndarray,
+    q_terms: np.ndarray,
+    q_weights: np.ndarray,
+    term_ptr: np.ndarray,
+    block_ptr: np.ndarray,
+    block_rows: np.ndarray,
+    post_docs: np.ndarray,
+    post_impacts: np.ndarray,
+    doc_order: np.ndarray,
+    bsize: int,
+    k: int,
+    n_chunks: int = 0,
+) -> tuple[np.ndarray, np.ndarray]:
+    """search_exhaustive across threads: one accumulator per chunk, queries dealt round-robin.
+
+    n_chunks <= 0 means one chunk per Numba thread (pass numba.get_num_threads() to follow
+    set_num_threads). Memory: n_chunks * n_docs * 8 bytes.
+    """
+    nq = q_indptr.shape[0] - 1
+    n_docs = doc_order.shape[0]
+    kk = max(k, 0)
+    out_ids = np.full((nq, kk), -1, dtype=np.int32)
+    out_scores = np.zeros((nq, kk), dtype=np.float32)
+    chunks = min(nq, n_chunks if n_chunks > 0 else _DEFAULT_CHUNKS)
+    for c in prange(chunks):
+        acc = np.zeros(n_docs, dtype=np.float32)
+        touched = np.empty(n_docs, dtype=np.int32)
+        for qi in range(c, nq, chunks):
+            _exhaustive_row(
+                q_terms, q_weights, q_indptr[qi], q_indptr[qi + 1], term_ptr, block_ptr,
+                block_rows, post_docs, post_impacts, doc_order, bsize, kk, acc, touched,
+                out_ids, out_scores, qi,
+            )  # fmt: skip
+    return out_ids, out_scores
+
+
+# ---------------------------------------------------------------------------------- pruned
+@njit(cache=True, nogil=True)
+def _select_terms(
+    q_terms: np.ndarray,
+    q_weights: np.ndarray,
+    qa: int,
+    qb: int,
+    vocab: int,
+    term_fraction: float,
+    ts: np.ndarray,
+    ws: np.ndarray,
+) -> int:
+    """Valid terms of the row into ts/ws in query order; with term_fraction < 1 only the
+    heaviest ceil(fraction * n) (ties: the earlier term). Returns how many."""
+    nv = 0
+    for j in range(qa, qb):
+        t = q_terms[j]
+        w = np.float32(q_weights[j])
+        if t < 0 or t >= vocab or not w > 0:
+            continue
+        ts[nv] = t
+        ws[nv] = w
+        nv += 1
+    if term_fraction >= 1.0 or nv == 0:
+        return nv
+    keep = max(1, int(np.ceil(term_fraction * nv)))
+    if keep >= nv:
+        return nv
+    # The top-k heap already ranks (weight desc, position asc): reuse it, no sort to compile.
+    hs = np.empty(keep, dtype=np.float32)
+    hd = np.empty(keep, dtype=np.int32)
+    size = 0
+    for i in range(nv):
+        size = _offer(hs, hd, size, keep, ws[i], i)
+    mask = np.zeros(nv, dtype=np.bool_)
+    for i in range(keep):
+        mask[hd[i]] = True
+    m = 0
+    for i in range(nv):
+        if mask[i]:
+            ts[m] = ts[i]
+            ws[m] = ws[i]
+            m += 1
+    return m
+
+
+@njit(cache=True, nogil=True)
+def _bucket(u: float, theta0: float, scale: float) -> int:
+    """Bucket of bound u, 0 = highest bounds; non-increasing in u (float ops are monotone)."""
+    key = int((u - theta0) * scale)
+    return _BUCKETS - 1 - min(max(key, 0), _BUCKETS - 1)
+
+
+@njit(cache=True, nogil=True)
+def _hopeless(u: float, theta0: float, alpha: float, hs: np.ndarray, size: int, k: int) -> bool:
+    """True when a block with bound u cannot (or, with alpha < 1, is deemed not to) improve
+    the top-k. alpha scales the bound against the running k-th score only, never against the
+    kth-impact floor, so approximate searches still fill all k results when k docs match."""
+    return u < theta0 or (size == k and alpha * u < hs[0])
+
+
+@njit(cache=True, nogil=True)
+def _score_block(
+    b: int,
+    nv: int,
+    g: int,
+    ws: np.ndarray,
+    tab: np.ndarray,
+    post_docs: np.ndarray,
+    post_impacts: np.ndarray,
+    doc_order: np.ndarray,
+    bsize: int,
+    k: int,
+    bacc: np.ndarray,
+    btouched: np.ndarray,
+    hs: np.ndarray,
+    hd: np.ndarray,
+    size: int,
+) -> int:
+    """Exact scores of block b's documents (terms in query order) offered to the heap."""
+    nt = 0
+    tb = b * nv
+    for j in range(nv):
+        v = tab[tb + j]
+        if (v >> _GEN_SHIFT) != g:
+            continue
+        p = v & _OFF_MASK
+        end = p + ((v >> _CNT_SHIFT) & 0xFF)
+        w = ws[j]
+        for q in range(p, end):
+            loc = post_docs[q]
+            if bacc[loc] == 0:
+                btouched[nt] = loc
+                nt += 1
+            bacc[loc] += w * np.float32(post_impacts[q])
+    base = b * bsize
+    for i in range(nt):
+        loc = btouched[i]
+        s = bacc[loc]
+        bacc[loc] = 0
+        if size < k or s >= hs[0]:  # only then can it enter: skip the id lookup otherwise
+            size = _offer(hs, hd, size, k, s, doc_order[base + loc])
+    return size
+
+
+@njit(cache=True, nogil=True)
+def _pruned_row(
+    q_terms: np.ndarray,
+    q_weights: np.ndarray,
+    qa: int,
+    qb: int,
+    term_ptr: np.ndarray,
+    block_ptr: np.ndarray,
+    block_rows: np.ndarray,
+    post_docs: np.ndarray,
+    post_impacts: np.ndarray,
+    doc_order: np.ndarray,
+    term_kth: np.ndarray,
+    bsize: int,
+    k: int,
+    alpha: float,
+    term_fraction: float,
+    ub: np.ndarray,
+    tab: np.ndarray,
+    gen: np.ndarray,
+    cand: np.ndarray,
+    out_ids: np.ndarray,
+    out_scores: np.ndarray,
+    row: int,
+    stats: np.ndarray,
+) -> int:
+    """Block-max pruned top-k of query terms [qa, qb) into out_*[row]; see the module notes.
+
+    Workspace: ub float32[n_blocks] (zero in/out), tab int64[>= n_terms * n_blocks] (any
+    content from earlier calls with the same gen array), gen int64[1], cand int32[n_blocks]
+    (scratch: the bucket lists' links).
+    """
+    vocab = term_ptr.shape[0] - 1
+    nb = ub.shape[0]
+    cb = _count_bits(bsize)
+    ts = np.empty(qb - qa, dtype=np.int64)
+    ws = np.empty(qb - qa, dtype=np.float32)
+    nv = _select_terms(q_terms, q_weights, qa, qb, vocab, term_fraction, ts, ws)
+    if nv == 0 or k <= 0:
+        return 0
+    if nv * nb > tab.shape[0]:
+        tab = np.zeros(nv * nb, dtype=np.int64)  # too small: a private table, fresh stamps
+        g = np.int64(1)
+    else:
+        g = gen[0] + 1
+        if g >= _GEN_LIMIT:
+            tab[:] = 0
+            g = 1
+        gen[0] = g
+    stamp = g << _GEN_SHIFT
+
+    # A threshold before any block is scored: >= k docs score at least w * (k'-th impact).
+    col = 0 if k <= 10 else (1 if k <= 100 else (2 if k <= 1000 else -1))
+    theta0 = np.float32(0)
+    if col >= 0:
+        for j in range(nv):
+            v = ws[j] * np.float32(term_kth[ts[j], col])
+            if v > theta0:
+                theta0 = v
+
+    # 1. Upper bounds and posting offsets per (term, block): one sequential scan per term.
+    rows_read = 0
+    umax = np.float32(0)
+    for j in range(nv):
+        t = ts[j]
+        w = ws[j]
+        p = term_ptr[t]
+        blk = -1
+        r, r1 = block_ptr[t], block_ptr[t + 1]
+        while r < r1:
+            r, blk, c, mx = _next_row(block_rows, r, blk, p, post_impacts, cb)
+            u = ub[blk] + w * np.float32(mx)
+            ub[blk] = u
+            if u > umax:
+                umax = u
+            tab[blk * nv + j] = stamp | (c << _CNT_SHIFT) | p
+            p += c
+            rows_read += 1
+
+    # 2. Candidate blocks (bound >= theta0) in descending order of bound, approximately: one
+    # scan threads them into _BUCKETS bucket lists by bound (cand[b] = next block of b's
+    # bucket), where a heap or a sort of tens of thousands of candidates would cost more
+    # than the few blocks most queries end up scoring.
+    alpha32 = np.float32(alpha)
+    head = np.full(_BUCKETS, -1, dtype=np.int64)
+    bmax = np.zeros(_BUCKETS, dtype=np.float32)
+    span = umax - theta0
+    scale = np.float32((_BUCKETS - 1) / span) if span > 0 else np.float32(0)
+    n_cand = 0
+    for b in range(nb):
+        u = ub[b]
+        if u > 0 and u >= theta0:
+            d = _bucket(u, theta0, scale)
+            cand[b] = head[d]
+            head[d] = b
+            if u > bmax[d]:
+                bmax[d] = u
+            n_cand += 1
+
+    # 3. Score blocks best bucket first. The bucket of a bound is monotone in the bound, so
+    # once a bucket's largest bound is hopeless every later block is too: stop. Inside a
+    # bucket each block is still tested on its own bound, so the result stays exact.
+    hs, hd = out_scores[row], out_ids[row]
+    size = 0
+    bacc = np.zeros(bsize, dtype=np.float32)
+    btouched = np.empty(bsize, dtype=np.int64)
+    scored = 0
+    best_first = max(_BEST_FIRST_MIN, n_cand // _BEST_FIRST_DIV)
+    sweep = False
+    for d in range(_BUCKETS if n_cand > 0 else 0):
+        if head[d] < 0:
+            continue
+        if _hopeless(bmax[d], theta0, alpha32, hs, size, k):
+            break
+        b = head[d]
+        while b >= 0:
+            nxt = cand[b]
+            if _hopeless(ub[b], theta0, alpha32, hs, size, k):
+                b = nxt
+                continue
+            ub[b] = 0  # scored: the sweep below must skip it
+            size = _score_block(
+                b, nv, g, ws, tab, post_docs, post_impacts, doc_order, bsize, k, bacc,
+                btouched, hs, hd, size,
+            )  # fmt: skip
+            scored += 1
+            if scored >= best_first:
+                sweep = True
+                break
+            b = nxt
+        if sweep:
+            break
+    # 4. Still going: the bounds are loose for this query and many blocks remain. Visit the
+    # rest in block order instead (each term's postings are then read front to back, which
+    # the prefetchers love), still skipping every block whose bound fell below the k-th score.
+    if sweep:
+        for b in range(nb):  # unscored candidates: ub >= theta0 (scored ones were zeroed)
+            if ub[b] == 0 or _hopeless(ub[b], theta0, alpha32, hs, size, k):
+                continue
+            size = _score_block(
+                b, nv, g, ws, tab, post_docs, post_impacts, doc_order, bsize, k, bacc,
+                btouched, hs, hd, size,
+            )  # fmt: skip
+            scored += 1
+    ub[:] = 0
+    _heapsort(hs, hd, size)
+    stats[row, 0] = n_cand
+    stats[row, 1] = scored
+    stats[row, 2] = rows_read
+    return size
+
+
+@njit(cache=True, nogil=True)
+def search_pruned(
+    q_indptr: np.ndarray,
+    q_terms: np.ndarray,
+    q_weights: np.ndarray,
+    term_ptr: np.ndarray,
+    block_ptr: np.ndarray,
+    block_rows: np.ndarray,
+    post_docs: np.ndarray,
+    post_impacts: np.ndarray,
+    doc_order: np.ndarray,
+    term_kth: np.ndarray,
+    bsize: int,
+    k: int,
+    alpha: float,
+    term_fraction: float,
+    ub: np.ndarray,
+    tab: np.ndarray,
+    gen: np.ndarray,
+    cand: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Block-max pruned top-k of every CSR query row on this thread, reusing a workspace.
+
+    Safe (equal to search_exhaustive, ids and scores) with alpha=1 and term_fraction=1.
+    Returns ids int32[nq, k], scores float32[nq, k], stats int64[nq, 3] (candidate blocks,
+    blocks scored, block rows read). See _pruned_row for the workspace contract.
+    """
+    nq = q_indptr.shape[0] - 1
+    kk = max(k, 0)
+    out_ids = np.full((nq, kk), -1, dtype=np.int32)
+    out_scores = np.zeros((nq, kk), dtype=np.float32)
+    stats = np.zeros((nq, _STATS), dtype=np.int64)
+    for qi in range(nq):
+        _pruned_row(
+            q_terms, q_weights, q_indptr[qi], q_indptr[qi + 1], term_ptr, block_ptr, block_rows,
+            post_docs, post_impacts, doc_order, term_kth, bsize, kk, alpha, term_fraction,
+            ub, tab, gen, cand, out_ids, out_scores, qi, stats,
+        )  # fmt: skip
+    return out_ids, out_scores, stats
+
+
+@njit(parallel=True, cache=True, nogil=True)
+def search_pruned_parallel(
+    q_indptr: np.ndarray,
+    q_terms: np.ndarray,
+    q_weights: np.ndarray,
+    term_ptr: np.ndarray,
+    block_ptr: np.ndarray,
+    block_rows: np.ndarray,
+    post_docs: np.ndarray,
+    post_impacts: np.ndarray,
+    doc_order: np.ndarray,
+    term_kth: np.ndarray,
+    bsize: int,
+    k: int,
+    alpha: float,
+    term_fraction: float,
+    n_chunks: int = 0,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """search_pruned across threads: one workspace per chunk, queries dealt round-robin."""
+    nq = q_indptr.shape[0] - 1
+    n_docs = doc_order.shape[0]
+    nb = (n_docs + bsize - 1) // bsize
+    kk = max(k, 0)
+    out_ids = np.full((nq, kk), -1, dtype=np.int32)
+    out_scores = np.zeros((nq, kk), dtype=np.float32)
+    stats = np.zeros((nq, _STATS), dtype=np.int64)
+    longest = 0
+    for qi in range(nq):
+        longest = max(longest, q_indptr[qi + 1] - q_indptr[qi])
+    chunks = min(nq, n_chunks if n_chunks > 0 else _DEFAULT_CHUNKS)
+    for c in prange(chunks):
+        ub = np.zeros(nb, dtype=np.float32)
+        tab = np.zeros(longest * nb, dtype=np.int64)
+        gen = np.zeros(1, dtype=np.int64)
+        cand = np.empty(nb, dtype=np.int32)
+        for qi in range(c, nq, chunks):
+            _pruned_row(
+                q_terms, q_weights, q_indptr[qi], q_indptr[qi + 1], term_ptr, block_ptr,
+                block_rows, post_docs, post_impacts, doc_order, term_kth, bsize, kk, alpha,
+                term_fraction, ub, tab, gen, cand, out_ids, out_scores, qi, stats,
+            )  # fmt: skip
+    return out_ids, out_scores, stats

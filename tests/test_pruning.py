@@ -1,0 +1,360 @@
+"""Block-max pruning: safe mode is the exhaustive top-k exactly, approximate knobs degrade
+gracefully, and the compact postings round-trip.
+
+The collections are clustered (documents from a few topics, reordered by the index build) and
+the blocks are small, so pruning really skips blocks; a test asserts that it did, so these
+tests fail if pruning silently never runs.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from index import IndexVersionError, SparseIndex, build_index
+from index.postings import (
+    MAX_BLOCK_SIZE,
+    decode_slots,
+    encode_postings,
+    layout_ok,
+    lookup_impacts,
+    postings_by_slot,
+    term_kth_impacts,
+)
+from index.reorder import reorder_docs
+from kernels import search_exhaustive, search_pruned
+from sparseretr.sparse import SparseVectors
+
+SETTINGS = settings(max_examples=40, deadline=None)
+
+
+def topical_docs(rng: np.random.Generator, n: int, vocab: int, topics: int) -> sp.csr_matrix:
+    """Docs drawing most terms from one of a few topics: what makes blocks prunable."""
+    words = [rng.choice(vocab, size=max(2, vocab // topics), replace=False) for _ in range(topics)]
+    rows, cols, vals = [], [], []
+    for d in range(n):
+        own = words[int(rng.integers(topics))]
+        terms = np.unique(
+            np.concatenate([rng.choice(own, size=min(8, own.size)), rng.choice(vocab, size=3)])
+        )
+        rows += [d] * terms.size
+        cols += terms.tolist()
+        vals += rng.integers(1, 256, size=terms.size).tolist()
+    return sp.csr_matrix(
+        (np.asarray(vals, np.uint8), (rows, cols)), shape=(n, vocab), dtype=np.uint8
+    )
+
+
+@st.composite
+def clustered(draw: st.DrawFn):
+    seed = draw(st.integers(0, 2**32 - 1))
+    n = draw(st.integers(1, 400))
+    vocab = draw(st.integers(8, 120))
+    topics = draw(st.integers(1, 6))
+    bsize = draw(st.sampled_from([1, 2, 4, 8, 16]))
+    k = draw(st.sampled_from([1, 3, 10, 50]))
+    rng = np.random.default_rng(seed)
+    docs = topical_docs(rng, n, vocab, topics)
+    vecs = SparseVectors.from_scipy(docs.astype(np.float32), vocab)
+    order = reorder_docs(vecs, bsize, seed=seed % 1000)
+    q = random_queries(rng, vocab, 6, exact=draw(st.booleans()))
+    return make_layout(docs, bsize, order), q, k
+
+
+def make_layout(docs: sp.csr_matrix, bsize: int, order: np.ndarray) -> dict:
+    """The v2 arrays of doc x term uint8 impacts (CSR by internal id), slots per `order`."""
+    docs = sp.csr_matrix(docs, dtype=np.uint8)
+    docs.sort_indices()
+    term_ptr, slots, impacts = postings_by_slot(
+        docs.indptr.astype(np.int64), docs.indices.astype(np.int32), docs.data, order,
+        docs.shape[1],
+    )  # fmt: skip
+    block_ptr, rows, local, _ = encode_postings(term_ptr, slots, impacts, bsize)
+    arrays = (term_ptr, block_ptr, rows, local, impacts, order.astype(np.int32))
+    kth = term_kth_impacts(term_ptr, impacts)
+    for a in (*arrays, kth):  # read-only like a mapped index: one Numba specialization
+        a.setflags(write=False)
+    return {
+        "arrays": arrays,
+        "kth": kth,
+        "bsize": bsize,
+        "docs": docs,
+    }
+
+
+def random_queries(rng: np.random.Generator, vocab: int, nq: int, exact: bool) -> tuple:
+    """CSR queries of up to 10 terms; exact: dyadic weights (float32 sums are exact)."""
+    ptr, terms, weights = [0], [], []
+    for _ in range(nq):
+        t = np.sort(rng.choice(vocab, size=int(rng.integers(0, min(10, vocab) + 1)), replace=False))
+        w = rng.integers(1, 17, size=t.size) / 8.0 if exact else rng.random(t.size) * 3 + 1e-3
+        terms.append(t)
+        weights.append(w)
+        ptr.append(ptr[-1] + t.size)
+    return (
+        np.asarray(ptr, np.int64),
+        np.concatenate(terms).astype(np.int32),
+        np.concatenate(weights).astype(np.float32),
+    )
+
+
+def _query(q: tuple[np.ndarray, ...], r: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    ptr, terms, weights = q
+    a, b = ptr[r], ptr[r + 1]
+    return np.array([0, b - a], np.int64), terms[a:b], weights[a:b]
+
+
+def exhaustive(lay: dict, q: tuple, k: int) -> tuple[np.ndarray, np.ndarray]:
+    n = lay["docs"].shape[0]
+    acc, touched = np.zeros(n, np.float32), np.empty(n, np.int32)
+    return search_exhaustive(*q, *lay["arrays"], lay["bsize"], k, acc, touched)
+
+
+def pruned(lay: dict, q: tuple, k: int, alpha: float = 1.0, frac: float = 1.0) -> tuple:
+    nb = -(-lay["docs"].shape[0] // lay["bsize"])
+    ws = (
+        np.zeros(nb, np.float32),
+        np.zeros(max(q[1].size, 1) * nb, np.int64),
+        np.zeros(1, np.int64),
+        np.empty(nb, np.int32),
+    )
+    return search_pruned(*q, *lay["arrays"], lay["kth"], lay["bsize"], k, alpha, frac, *ws)
+
+
+# ----------------------------------------------------------------------------- safe mode
+@SETTINGS
+@given(clustered())
+def test_safe_pruning_equals_exhaustive(arg) -> None:
+    layout, q, k = arg
+    for r in range(q[0].size - 1):
+        qr = _query(q, r)
+        ids, scores = exhaustive(layout, qr, k)
+        p_ids, p_scores, stats = pruned(layout, qr, k)
+        np.testing.assert_array_equal(p_ids, ids)
+        np.testing.assert_array_equal(p_scores, scores)
+        assert stats[0, 1] <= stats[0, 0]  # scored <= candidates
+
+
+def test_thousands_of_queries_and_pruning_really_skips() -> None:
+    """Seeded sweep: exact equality on every query, and a good share of blocks skipped."""
+    rng = np.random.default_rng(1234)
+    candidates = scored = n_queries = 0
+    for trial in range(12):
+        n, vocab, bsize = int(rng.integers(200, 1200)), int(rng.integers(40, 300)), 8
+        docs = topical_docs(rng, n, vocab, topics=int(rng.integers(2, 10)))
+        vecs = SparseVectors.from_scipy(docs.astype(np.float32), vocab)
+        layout = make_layout(docs, bsize, reorder_docs(vecs, bsize, seed=trial))
+        q = random_queries(rng, vocab, 200, exact=bool(trial % 2))
+        for k in (1, 10):
+            for r in range(200):
+                qr = _query(q, r)
+                ids, scores = exhaustive(layout, qr, k)
+                p_ids, p_scores, stats = pruned(layout, qr, k)
+                assert np.array_equal(p_ids, ids) and np.array_equal(p_scores, scores)
+                candidates += int(stats[0, 0])
+                scored += int(stats[0, 1])
+                n_queries += 1
+    assert n_queries >= 4000
+    assert scored < 0.8 * candidates, (scored, candidates)  # pruning did skip blocks
+
+
+# ------------------------------------------------------------------------- approximate
+@SETTINGS
+@given(clustered(), st.sampled_from([0.3, 0.6, 0.9]), st.sampled_from([0.3, 0.7, 1.0]))
+def test_approximate_knobs_degrade_gracefully(arg, alpha: float, frac: float) -> None:
+    layout, q, k = arg
+    by_term = layout["docs"].astype(np.float64).T.tocsr()
+    for r in range(q[0].size - 1):
+        qr = _query(q, r)
+        ids, _ = exhaustive(layout, qr, k)
+        a_ids, a_scores, _ = pruned(layout, qr, k, alpha, frac)
+        exact = ids[0][ids[0] >= 0]
+        got = a_ids[0][a_ids[0] >= 0]
+        assert got.size <= k and np.unique(got).size == got.size
+        assert np.all((a_ids[0] == -1) == (a_scores[0] == 0))
+        assert len(set(exact.tolist()) & set(got.tolist())) <= exact.size  # recall <= 1
+        if frac == 1.0:
+            # All terms kept: alpha only skips blocks, so every document returned is scored
+            # exactly, and all k slots fill whenever k documents match.
+            w = np.zeros(by_term.shape[0])
+            np.add.at(w, qr[1], qr[2])
+            true = np.asarray(by_term.T @ w).ravel().astype(np.float32)
+            np.testing.assert_allclose(a_scores[0][: got.size], true[got], rtol=1e-5)
+            assert got.size == exact.size
+
+
+def test_alpha_and_fraction_through_sparse_index(tmp_path: Path) -> None:
+    rng = np.random.default_rng(5)
+    docs = topical_docs(rng, 600, 150, topics=6)
+    vecs = SparseVectors.from_scipy(docs.astype(np.float32) / 16, 150)
+    idx = SparseIndex.open(
+        build_index(
+            tmp_path / "i", [f"d{i}" for i in range(600)], vecs, encoder_config={}, block_size=8
+        )  # fmt: skip
+    )
+    q = SparseVectors.from_rows(
+        [(np.sort(rng.choice(150, 6, replace=False)), rng.random(6) + 0.1) for _ in range(30)], 150
+    )
+    exact, _ = idx.search(q, 10, method="exhaustive")
+    recalls = []
+    for alpha, frac in ((1.0, 1.0), (0.8, 1.0), (0.5, 1.0), (1.0, 0.5), (0.5, 0.5)):
+        ids, scores = idx.search(q, 10, alpha=alpha, term_fraction=frac)
+        assert ids.shape == (30, 10) and np.all((ids == -1) == (scores == 0))
+        rec = np.mean([len(set(a) & set(b)) / 10 for a, b in zip(ids, exact, strict=True)])
+        assert 0 <= rec <= 1
+        recalls.append(rec)
+        stats = idx.pruning_stats(q, 10, alpha=alpha, term_fraction=frac)
+        assert stats.shape == (30, 3) and np.all(stats[:, 1] <= stats[:, 0])
+    assert recalls[0] == 1.0 and recalls[1] >= recalls[2] - 0.05
+    for bad in (dict(alpha=0.0), dict(alpha=1.5), dict(term_fraction=0.0)):
+        with pytest.raises(ValueError):
+            idx.search(q, 10, **bad)
+    with pytest.raises(ValueError, match="'pruned' only"):
+        idx.search(q, 10, method="exhaustive", alpha=0.5)
+    with pytest.raises(ValueError, match="method"):
+        idx.search(q, 10, method="wand")
+
+
+def test_static_pruning_keeps_top_terms(tmp_path: Path) -> None:
+    vecs = SparseVectors.from_rows(
+        [([0, 1, 2, 3], [0.1, 4.0, 2.0, 3.0]), ([1, 2], [1.0, 1.0]), ([], [])], 5
+    )
+    idx = SparseIndex.open(
+        build_index(tmp_path / "s", ["a", "b", "c"], vecs, encoder_config={}, doc_max_terms=2)
+    )
+    assert idx.manifest["layout"]["doc_max_terms"] == 2 and idx.n_postings == 4
+    w = idx.term_weights(0, np.arange(5))
+    assert (w > 0).tolist() == [False, True, False, True, False]  # the two heaviest survive
+    with pytest.raises(ValueError, match="doc_max_terms"):
+        build_index(tmp_path / "t", ["a", "b", "c"], vecs, encoder_config={}, doc_max_terms=0)
+
+
+# ---------------------------------------------------------------------- ids and ties
+def test_reordered_index_keeps_ids_and_tie_rule(tmp_path: Path) -> None:
+    """Identical documents scattered over many blocks: equal scores, ranked by internal id."""
+    rng = np.random.default_rng(3)
+    base = topical_docs(rng, 300, 60, topics=4).astype(np.float32)
+    dup = sp.csr_matrix(np.tile(base[7].toarray(), (40, 1)))
+    vecs = SparseVectors.from_scipy(sp.vstack([base, dup]).tocsr() / 32, 60)
+    ids_ext = [f"doc-{i}" for i in range(len(vecs))]
+    idx = SparseIndex.open(
+        build_index(tmp_path / "i", ids_ext, vecs, encoder_config={}, block_size=4), verify=True
+    )
+    order = np.asarray(idx.block_postings["doc_order"])
+    assert not np.array_equal(order, np.arange(len(vecs)))  # it did reorder
+    assert sorted(order.tolist()) == list(range(len(vecs)))
+    for i in (0, 7, 150, len(vecs) - 1):
+        assert idx.doc_id(i) == ids_ext[i] and idx.internal_id(ids_ext[i]) == i
+        terms, weights = vecs.row(i)
+        np.testing.assert_allclose(idx.term_weights(i, terms), weights, atol=idx.scale / 2 + 1e-6)
+    q = SparseVectors.from_rows([vecs.row(7)], 60)
+    for method in ("pruned", "exhaustive"):
+        ids, scores = idx.search(q, 20, method=method)
+        ties = ids[0][scores[0] == scores[0, 0]]
+        assert ties.size >= 20 or ties.size == 41
+        assert ties.tolist() == sorted(ties.tolist())  # ascending internal id among ties
+        assert ties[0] == 7  # the original beats its later copies
+    b_ids, _ = idx.brute_force(q, 20)
+    np.testing.assert_array_equal(b_ids, idx.search(q, 20)[0])
+
+
+def test_reorder_is_a_deterministic_whole_block_permutation() -> None:
+    rng = np.random.default_rng(9)
+    vecs = SparseVectors.from_scipy(topical_docs(rng, 203, 80, 5).astype(np.float32), 80)
+    a = reorder_docs(vecs, 16, seed=4)
+    assert sorted(a.tolist()) == list(range(203)) and a.dtype == np.int32
+    np.testing.assert_array_equal(a, reorder_docs(vecs, 16, seed=4))
+
+
+# ---------------------------------------------------------------------- compact postings
+@st.composite
+def term_postings(draw: st.DrawFn):
+    bsize = draw(st.integers(1, MAX_BLOCK_SIZE))
+    n_docs = draw(st.integers(1, 70_000))
+    vocab = draw(st.integers(1, 6))
+    ptr, slots, imps = [0], [], []
+    for _ in range(vocab):
+        df = draw(st.integers(0, min(n_docs, 60)))
+        s = np.sort(
+            np.asarray(
+                draw(st.lists(st.integers(0, n_docs - 1), min_size=df, max_size=df, unique=True)),
+                dtype=np.int32,
+            )
+        )
+        slots.append(s)
+        imps.append(draw(st.lists(st.integers(1, 255), min_size=df, max_size=df)))
+        ptr.append(ptr[-1] + df)
+    return (
+        bsize, n_docs, np.asarray(ptr, np.int64),
+        np.concatenate(slots).astype(np.int32), np.asarray(sum(imps, []), np.uint8),
+    )  # fmt: skip
+
+
+@settings(max_examples=150, deadline=None)
+@given(term_postings())
+def test_compact_postings_round_trip(arg) -> None:
+    bsize, n_docs, term_ptr, slots, impacts = arg
+    block_ptr, rows, local, n_rows = encode_postings(term_ptr, slots, impacts, bsize)
+    assert rows.dtype == local.dtype == np.uint8 and n_rows <= slots.size
+    for a in (term_ptr, block_ptr, rows, local, impacts):
+        a.setflags(write=False)  # as SparseIndex passes them: shares its compiled readers
+    np.testing.assert_array_equal(
+        decode_slots(term_ptr, block_ptr, rows, local, impacts, bsize), slots
+    )
+    assert layout_ok(term_ptr, block_ptr, rows, local, impacts, bsize, n_docs)
+    for t in range(term_ptr.size - 1):
+        for p in range(term_ptr[t], min(term_ptr[t + 1], term_ptr[t] + 3)):
+            got = lookup_impacts(term_ptr, block_ptr, rows, local, impacts, bsize, slots[p],
+                                 np.array([t]))  # fmt: skip
+            assert got.tolist() == [impacts[p]]
+    if rows.size:  # any single corrupted byte of the rows is caught (or decodes the same)
+        bad = rows.copy()
+        bad[rows.size // 2] ^= 0x5A
+        bad.setflags(write=False)
+        if layout_ok(term_ptr, block_ptr, bad, local, impacts, bsize, n_docs):
+            got = decode_slots(term_ptr, block_ptr, bad, local, impacts, bsize)
+            assert np.array_equal(got, slots) or np.all(got < n_docs)
+
+
+def test_block_size_bounds() -> None:
+    one = np.array([0, 1], np.int64)
+    for bad in (0, MAX_BLOCK_SIZE + 1, True):
+        with pytest.raises(ValueError, match="block_size"):
+            encode_postings(one, np.zeros(1, np.int32), np.ones(1, np.uint8), bad)
+
+
+# ----------------------------------------------------------------------------- versions
+def test_version_1_index_is_refused_with_rebuild_hint(tmp_path: Path) -> None:
+    vecs = SparseVectors.from_rows([([0, 2], [0.5, 1.0])], 3)
+    path = build_index(tmp_path / "old", ["a"], vecs, encoder_config={})
+    m = json.loads((path / "manifest.json").read_text())
+    m["format_version"] = 1
+    (path / "manifest.json").write_text(json.dumps(m))
+    with pytest.raises(IndexVersionError, match=r"format_version 1.*older.*sparseretr index build"):
+        SparseIndex.open(path)
+
+
+def test_verify_catches_out_of_range_postings(tmp_path: Path) -> None:
+    """Checksums re-recorded, so only the full postings scan (verify=True) can notice."""
+    from index import CorruptIndexError
+    from index.format import file_entry
+
+    rng = np.random.default_rng(2)
+    vecs = SparseVectors.from_scipy(topical_docs(rng, 50, 30, 3).astype(np.float32), 30)
+    path = build_index(tmp_path / "v", [str(i) for i in range(50)], vecs, encoder_config={},
+                       block_size=4)  # fmt: skip
+    docs = np.load(path / "post_docs.npy")
+    docs[len(docs) // 2] = 9  # a block-local id outside a block of 4
+    np.save(path / "post_docs.npy", docs)
+    m = json.loads((path / "manifest.json").read_text())
+    m["files"]["post_docs.npy"] = file_entry(path / "post_docs.npy", docs)
+    (path / "manifest.json").write_text(json.dumps(m))
+    SparseIndex.open(path)  # cheap checks pass
+    with pytest.raises(CorruptIndexError, match="out-of-range"):
+        SparseIndex.open(path, verify=True)
