@@ -75,6 +75,7 @@ def build_index(
     reorder: bool = True,
     seed: int = 0,
     doc_max_terms: int | None = None,
+    scale: float | None = None,
 ) -> Path:
     """Write an index for `vectors` (row i is doc_ids[i]) to out_dir and return its path.
 
@@ -86,9 +87,10 @@ def build_index(
     block_size: documents per pruning block (1..255). reorder=False keeps the input order
     (for ablations); seed fixes the clustering. doc_max_terms (approximate, off by default)
     keeps only each document's heaviest terms: static pruning, recorded in the manifest.
+    scale fixes the quantization step (see index.quantize); None derives it from the weights.
     """
     target = Path(out_dir).absolute()
-    _refuse_existing(target, overwrite)
+    refuse_existing(target, overwrite)
     ids = _encode_ids(doc_ids, len(vectors))
     _check_vectors(vectors)
     check_block_size(block_size)
@@ -100,6 +102,7 @@ def build_index(
         "seed": int(seed),
         "doc_max_terms": None if doc_max_terms is None else int(doc_max_terms),
         "kth_levels": list(KTH_LEVELS),
+        "fixed_scale": None if scale is None else float(scale),
     }
     json.dumps([encoder_config, build_info])  # fail before any work if they can't be recorded
     extras = dict(extras or {})
@@ -117,14 +120,14 @@ def build_index(
         manifest_path.write_text(json.dumps(manifest, indent=2, sort_keys=True), encoding="utf-8")
         fsync_file(manifest_path)
         fsync_dir(tmp)
-        _swap_into_place(tmp, target, overwrite)
+        swap_into_place(tmp, target, overwrite)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return target
 
 
-def _refuse_existing(target: Path, overwrite: bool) -> None:
+def refuse_existing(target: Path, overwrite: bool) -> None:
     if (target.exists() or target.is_symlink()) and not overwrite:
         raise IndexExistsError(
             f"{target} already exists; pass overwrite=True (CLI: --overwrite) to replace it"
@@ -178,7 +181,7 @@ def _static_prune(vectors: SparseVectors, n: int | None) -> SparseVectors:
 
 def _postings(vectors: SparseVectors, layout: dict[str, Any]) -> tuple[dict[str, Any], float, int]:
     """Quantize, order the documents, and encode the block postings: the v2 arrays."""
-    impacts, scale = quantize(vectors.data)
+    impacts, scale = quantize(vectors.data, layout.get("fixed_scale"))
     bsize = layout["block_size"]
     n = len(vectors)
     if layout["reorder"] != "none":
@@ -272,7 +275,7 @@ def _write_contents(
     }
 
 
-def _swap_into_place(tmp: Path, target: Path, overwrite: bool) -> None:
+def swap_into_place(tmp: Path, target: Path, overwrite: bool) -> None:
     """Rename tmp to target; an existing target is moved aside first, then deleted."""
     aside = None
     if target.exists() or target.is_symlink():

@@ -178,6 +178,11 @@ class DenseIndex:
         return str(self.config["kind"])
 
     @property
+    def vectors(self) -> np.ndarray:
+        """The stored rows, read-only float32 [n, dim] (a merge copies them)."""
+        return self._vectors
+
+    @property
     def encoder_config(self) -> dict[str, Any]:
         return dict(self.config["encoder_config"])
 

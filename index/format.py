@@ -60,6 +60,7 @@ DOC_IDS = "doc_ids.npy"
 DOC_IDS_ORDER = "doc_ids_order.npy"
 DOCSTORE = "docstore.sqlite"
 ENCODER_DIR = "encoder"
+BM25_DIR = "bm25"  # a BM25 index over the same docs, beside the learned one
 
 ARRAY_FILES = (
     TERM_PTR,

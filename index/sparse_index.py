@@ -56,6 +56,10 @@ from sparseretr.sparse import SparseVectors
 # workqueue threading layer (the fallback when neither TBB nor OpenMP is present) aborts on
 # concurrent parallel launches. Single queries run nogil on per-thread workspaces, unlocked.
 _BATCH_LOCK = threading.Lock()
+# "Nothing deleted" for the kernels. Masks are passed read-only, like the mapped postings, so
+# Numba compiles one specialization per kernel, not one per writability.
+_NO_DEAD = np.zeros(0, dtype=np.uint8)
+_NO_DEAD.setflags(write=False)
 
 METHODS = ("pruned", "exhaustive")
 
@@ -222,6 +226,28 @@ class SparseIndex:
                 self._decoded = out
             return self._decoded
 
+    def doc_vectors(self, rows: np.ndarray) -> SparseVectors:
+        """Dequantized vectors of the given internal ids, in that order, terms ascending.
+
+        What a merge or an upgrade re-indexes from: with the same scale they quantize back to
+        the same impacts. Decodes the postings afresh (never cached: merges are rare).
+        """
+        rows = np.asarray(rows, dtype=np.int64)
+        slots = decode_slots(
+            self._term_ptr, self._block_ptr, self._block_rows, self._post_docs,
+            self._post_impacts, self._block_size,
+        )  # fmt: skip
+        m = sp.csc_matrix(
+            (np.array(self._post_impacts), np.asarray(self._doc_order)[slots],
+             np.array(self._term_ptr)),
+            shape=(self.n_docs, self.vocab_size),
+        ).tocsr()[rows]  # fmt: skip
+        m.sort_indices()
+        return SparseVectors(
+            m.indptr.astype(np.int64), m.indices.astype(np.int32),
+            m.data.astype(np.float32) * np.float32(self._scale), self.vocab_size,
+        )  # fmt: skip
+
     # ------------------------------------------------------------------- ids
     def doc_id(self, i: int) -> str:
         """External id of internal doc i."""
@@ -257,17 +283,20 @@ class SparseIndex:
         method: str = "pruned",
         alpha: float = 1.0,
         term_fraction: float = 1.0,
+        dead: np.ndarray | None = None,
     ) -> tuple[np.ndarray, np.ndarray]:
         """Top-k per query: internal ids int32 [nq, k] (-1 padded), float32 scores [nq, k].
 
         Order: score descending, ties by smaller internal doc id. method="pruned" (default,
         block-max pruning) returns exactly what method="exhaustive" returns as long as
         alpha=1 and term_fraction=1; alpha < 1 (stop earlier) and term_fraction < 1 (keep only
-        the heaviest query terms) trade recall for speed. Scores are dequantized.
+        the heaviest query terms) trade recall for speed. Scores are dequantized. dead (bool or
+        uint8 by internal id, true = deleted) leaves those docs out: the exact top-k of the rest.
         """
         k = self._check_k(k)
         self._check_queries(queries)
         alpha, term_fraction = _check_knobs(method, alpha, term_fraction)
+        dead = self._check_dead(dead)
         nq = len(queries)
         ids = np.full((nq, k), -1, dtype=np.int32)
         scores = np.zeros((nq, k), dtype=np.float32)
@@ -279,7 +308,7 @@ class SparseIndex:
         q_weights = np.ascontiguousarray(queries.data, dtype=np.float32)
         idx = (
             self._term_ptr, self._block_ptr, self._block_rows, self._post_docs,
-            self._post_impacts, self._doc_order,
+            self._post_impacts, self._doc_order, dead,
         )  # fmt: skip
         bs = self._block_size
         if nq == 1 and method == "pruned":
@@ -326,7 +355,7 @@ class SparseIndex:
             np.ascontiguousarray(queries.indptr, dtype=np.int64), terms,
             np.ascontiguousarray(queries.data, dtype=np.float32), self._term_ptr,
             self._block_ptr, self._block_rows, self._post_docs, self._post_impacts,
-            self._doc_order, self._term_kth, self._block_size, min(k, self.n_docs), alpha,
+            self._doc_order, _NO_DEAD, self._term_kth, self._block_size, min(k, self.n_docs), alpha,
             term_fraction, ub, tab, gen, cand,
         )  # fmt: skip
         return stats
@@ -368,7 +397,9 @@ class SparseIndex:
         out[imp == 0] = 0
         return out
 
-    def brute_force(self, queries: SparseVectors, k: int = 10) -> tuple[np.ndarray, np.ndarray]:
+    def brute_force(
+        self, queries: SparseVectors, k: int = 10, *, dead: np.ndarray | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
         """Reference top-k via a scipy product with the doc-term matrix; same shapes and order.
 
         The scale is factored out (Q @ impacts.T, then * scale, like the kernel) and ranking uses
@@ -377,6 +408,7 @@ class SparseIndex:
         """
         k = self._check_k(k)
         self._check_queries(queries)
+        live = None if dead is None else self._check_dead(dead) == 0
         nq = len(queries)
         ids = np.full((nq, k), -1, dtype=np.int32)
         scores = np.zeros((nq, k), dtype=np.float32)
@@ -395,6 +427,8 @@ class SparseIndex:
             cols = prod.indices[a:b].astype(np.int32)
             vals = prod.data[a:b].astype(np.float32)
             keep = vals > 0
+            if live is not None and live.size:
+                keep &= live[cols]
             cols, vals = cols[keep], vals[keep]
             order = np.lexsort((cols, -vals))[:k]
             ids[r, : order.size] = cols[order]
@@ -402,6 +436,19 @@ class SparseIndex:
         return ids, scores
 
     # ---------------------------------------------------------------- checks
+    def _check_dead(self, dead: np.ndarray | None) -> np.ndarray:
+        """A deletion mask as the kernels take it: uint8 [n_docs], or empty for none."""
+        if dead is None:
+            return _NO_DEAD
+        d = np.asarray(dead)
+        if d.shape != (self.n_docs,) or d.dtype not in (np.bool_, np.uint8):
+            raise ValueError(
+                f"dead must be bool or uint8 of shape ({self.n_docs},), got {d.dtype}{d.shape}"
+            )
+        out = np.ascontiguousarray(d.view(np.uint8) if d.dtype == np.bool_ else d).view()
+        out.setflags(write=False)
+        return out
+
     @staticmethod
     def _check_k(k: int) -> int:
         if isinstance(k, bool) or not isinstance(k, int | np.integer) or k < 1:

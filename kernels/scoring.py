@@ -8,6 +8,9 @@ bits, cb = bits for B - 1), escape bytes when the block-id gap exceeds the gap c
 posting's impact *is* the block max, so it is read from the postings instead). Block ids start
 at -1 and add the gaps; posting offsets are the running sum of counts, never stored.
 doc_order[s] is the internal doc id at slot s. Results always come back as internal ids.
+dead: uint8 by internal id, nonzero = deleted (a segment's deletions): such docs are scored
+but never enter the top-k, so results are the exact top-k of the live docs; an empty array
+means none are deleted.
 This module also holds the layout's encoder, decoder and validator, so the format has exactly
 one reader (_next_row).
 
@@ -367,6 +370,7 @@ def _exhaustive_row(
     post_docs: np.ndarray,
     post_impacts: np.ndarray,
     doc_order: np.ndarray,
+    dead: np.ndarray,
     bsize: int,
     k: int,
     acc: np.ndarray,
@@ -400,13 +404,16 @@ def _exhaustive_row(
                 acc[s] += w * np.float32(post_impacts[q])
             p = end
     hs, hd = out_scores[row], out_ids[row]
+    n_dead = dead.shape[0]
     m = 0
     for j in range(n_touched):
         s = touched[j]
         v = acc[s]
         acc[s] = 0
         if m < k or (k > 0 and v >= hs[0]):  # only then can it enter: skip the id lookup
-            m = _offer(hs, hd, m, k, v, doc_order[s])
+            d = doc_order[s]
+            if n_dead == 0 or dead[d] == 0:
+                m = _offer(hs, hd, m, k, v, d)
     _heapsort(hs, hd, m)
     return m
 
@@ -422,6 +429,7 @@ def search_exhaustive(
     post_docs: np.ndarray,
     post_impacts: np.ndarray,
     doc_order: np.ndarray,
+    dead: np.ndarray,
     bsize: int,
     k: int,
     acc: np.ndarray,
@@ -439,7 +447,8 @@ def search_exhaustive(
     for qi in range(nq):
         _exhaustive_row(
             q_terms, q_weights, q_indptr[qi], q_indptr[qi + 1], term_ptr, block_ptr, block_rows,
-            post_docs, post_impacts, doc_order, bsize, kk, acc, touched, out_ids, out_scores, qi,
+            post_docs, post_impacts, doc_order, dead, bsize, kk, acc, touched, out_ids,
+            out_scores, qi,
         )  # fmt: skip
     return out_ids, out_scores
 
@@ -455,6 +464,7 @@ def search_exhaustive_parallel(
     post_docs: np.ndarray,
     post_impacts: np.ndarray,
     doc_order: np.ndarray,
+    dead: np.ndarray,
     bsize: int,
     k: int,
     n_chunks: int = 0,
@@ -476,7 +486,7 @@ def search_exhaustive_parallel(
         for qi in range(c, nq, chunks):
             _exhaustive_row(
                 q_terms, q_weights, q_indptr[qi], q_indptr[qi + 1], term_ptr, block_ptr,
-                block_rows, post_docs, post_impacts, doc_order, bsize, kk, acc, touched,
+                block_rows, post_docs, post_impacts, doc_order, dead, bsize, kk, acc, touched,
                 out_ids, out_scores, qi,
             )  # fmt: skip
     return out_ids, out_scores
@@ -553,6 +563,7 @@ def _score_block(
     post_docs: np.ndarray,
     post_impacts: np.ndarray,
     doc_order: np.ndarray,
+    dead: np.ndarray,
     bsize: int,
     k: int,
     bacc: np.ndarray,
@@ -583,7 +594,9 @@ def _score_block(
         s = bacc[loc]
         bacc[loc] = 0
         if size < k or s >= hs[0]:  # only then can it enter: skip the id lookup otherwise
-            size = _offer(hs, hd, size, k, s, doc_order[base + loc])
+            d = doc_order[base + loc]
+            if dead.shape[0] == 0 or dead[d] == 0:
+                size = _offer(hs, hd, size, k, s, d)
     return size
 
 
@@ -599,6 +612,7 @@ def _pruned_row(
     post_docs: np.ndarray,
     post_impacts: np.ndarray,
     doc_order: np.ndarray,
+    dead: np.ndarray,
     term_kth: np.ndarray,
     bsize: int,
     k: int,
@@ -639,7 +653,10 @@ def _pruned_row(
     stamp = g << _GEN_SHIFT
 
     # A threshold before any block is scored: >= k docs score at least w * (k'-th impact).
+    # Not with deletions: the k'-th impact may belong to a deleted doc, so no floor then.
     col = 0 if k <= 10 else (1 if k <= 100 else (2 if k <= 1000 else -1))
+    if dead.shape[0] > 0:
+        col = -1
     theta0 = np.float32(0)
     if col >= 0:
         for j in range(nv):
@@ -709,7 +726,7 @@ def _pruned_row(
                 continue
             ub[b] = 0  # scored: the sweep below must skip it
             size = _score_block(
-                b, nv, g, ws, tab, post_docs, post_impacts, doc_order, bsize, k, bacc,
+                b, nv, g, ws, tab, post_docs, post_impacts, doc_order, dead, bsize, k, bacc,
                 btouched, hs, hd, size,
             )  # fmt: skip
             scored += 1
@@ -727,7 +744,7 @@ def _pruned_row(
             if ub[b] == 0 or _hopeless(ub[b], theta0, alpha32, hs, size, k):
                 continue
             size = _score_block(
-                b, nv, g, ws, tab, post_docs, post_impacts, doc_order, bsize, k, bacc,
+                b, nv, g, ws, tab, post_docs, post_impacts, doc_order, dead, bsize, k, bacc,
                 btouched, hs, hd, size,
             )  # fmt: skip
             scored += 1
@@ -750,6 +767,7 @@ def search_pruned(
     post_docs: np.ndarray,
     post_impacts: np.ndarray,
     doc_order: np.ndarray,
+    dead: np.ndarray,
     term_kth: np.ndarray,
     bsize: int,
     k: int,
@@ -774,7 +792,7 @@ def search_pruned(
     for qi in range(nq):
         _pruned_row(
             q_terms, q_weights, q_indptr[qi], q_indptr[qi + 1], term_ptr, block_ptr, block_rows,
-            post_docs, post_impacts, doc_order, term_kth, bsize, kk, alpha, term_fraction,
+            post_docs, post_impacts, doc_order, dead, term_kth, bsize, kk, alpha, term_fraction,
             ub, tab, gen, cand, out_ids, out_scores, qi, stats,
         )  # fmt: skip
     return out_ids, out_scores, stats
@@ -791,6 +809,7 @@ def search_pruned_parallel(
     post_docs: np.ndarray,
     post_impacts: np.ndarray,
     doc_order: np.ndarray,
+    dead: np.ndarray,
     term_kth: np.ndarray,
     bsize: int,
     k: int,
@@ -818,7 +837,7 @@ def search_pruned_parallel(
         for qi in range(c, nq, chunks):
             _pruned_row(
                 q_terms, q_weights, q_indptr[qi], q_indptr[qi + 1], term_ptr, block_ptr,
-                block_rows, post_docs, post_impacts, doc_order, term_kth, bsize, kk, alpha,
+                block_rows, post_docs, post_impacts, doc_order, dead, term_kth, bsize, kk, alpha,
                 term_fraction, ub, tab, gen, cand, out_ids, out_scores, qi, stats,
             )  # fmt: skip
     return out_ids, out_scores, stats

@@ -6,7 +6,7 @@ checks that results come back as internal ids and that ties ignore the slot orde
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import pytest
@@ -38,6 +38,7 @@ class Layout:
     term_kth: np.ndarray
     bsize: int
     docs: sp.csr_matrix  # [n_docs, vocab] uint8 impacts by internal id
+    dead: np.ndarray = field(default_factory=lambda: _readonly(np.zeros(0, np.uint8)))
 
     @property
     def n_docs(self) -> int:
@@ -47,7 +48,7 @@ class Layout:
     def arrays(self) -> tuple[np.ndarray, ...]:
         return (
             self.term_ptr, self.block_ptr, self.block_rows, self.post_docs, self.post_impacts,
-            self.doc_order,
+            self.doc_order, self.dead,
         )  # fmt: skip
 
     def workspace(self, n_terms: int) -> tuple[np.ndarray, ...]:
@@ -132,7 +133,16 @@ def cases(draw: st.DrawFn) -> Case:
     docs = sp.csr_matrix(np.where(mask, impacts, 0).astype(np.uint8))
     order = rng.permutation(n_docs).astype(np.int32)
     q_ptr, q_terms, q_weights = random_queries(rng, vocab, nq, exact)
-    return Case(make_layout(docs, bsize, order), q_ptr, q_terms, q_weights, k, exact)
+    layout = make_layout(docs, bsize, order)
+    dead_share = draw(st.sampled_from([None, 0.0, 0.1, 0.5, 1.0]))  # segment deletions
+    if dead_share is not None:
+        layout.dead = _readonly((rng.random(n_docs) < dead_share).astype(np.uint8))
+    return Case(layout, q_ptr, q_terms, q_weights, k, exact)
+
+
+def _readonly(a: np.ndarray) -> np.ndarray:
+    a.setflags(write=False)
+    return a
 
 
 def reference(case: Case) -> tuple[np.ndarray, list[tuple[np.ndarray, np.ndarray]]]:
@@ -143,6 +153,8 @@ def reference(case: Case) -> tuple[np.ndarray, list[tuple[np.ndarray, np.ndarray
         (case.q_weights.astype(np.float64), case.q_terms, case.q_indptr), shape=(case.nq, vocab)
     )
     dense = np.asarray((q @ docs.T).toarray(), dtype=np.float64).reshape(case.nq, -1)
+    if case.layout.dead.size:
+        dense[:, case.layout.dead.astype(bool)] = 0  # deleted docs never come back
     out = []
     for r in range(case.nq):
         vals = dense[r].astype(np.float32)

@@ -76,7 +76,8 @@ def make_layout(docs: sp.csr_matrix, bsize: int, order: np.ndarray) -> dict:
         docs.shape[1],
     )  # fmt: skip
     block_ptr, rows, local, _ = encode_postings(term_ptr, slots, impacts, bsize)
-    arrays = (term_ptr, block_ptr, rows, local, impacts, order.astype(np.int32))
+    dead = np.zeros(0, np.uint8)
+    arrays = (term_ptr, block_ptr, rows, local, impacts, order.astype(np.int32), dead)
     kth = term_kth_impacts(term_ptr, impacts)
     for a in (*arrays, kth):  # read-only like a mapped index: one Numba specialization
         a.setflags(write=False)

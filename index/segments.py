@@ -1,0 +1,395 @@
+"""Segmented index: immutable segments plus deletion masks, named by one commit point.
+
+Layout of a segmented index folder:
+
+    commit-<gen>.json          commit points; the highest generation is the index
+    segments/<name>/           one immutable v2 index each (index/build.py): postings, ids,
+                               doc store, encoder/, and the optional dense/ and bm25/ sides
+    deletes/<name>.<gen>.npy   uint8 [n_docs] deletion mask of a segment, as of commit <gen>
+    wal/                       acknowledged writes not yet in a commit (index/wal.py)
+    write.lock                 held by the one process that writes (index/writer.py)
+
+Why segments: a write never rewrites what is already on disk. New documents become a new
+small segment, a delete only flips a bit in a mask, and a merge writes a new segment from
+old ones. The commit point is written to a temporary file, fsynced and renamed, so a reader
+sees one whole commit or the previous one, and a crash at any moment leaves a valid index;
+files no commit names (a half-built segment) are swept when a writer opens it.
+
+Ranking across segments: each segment's exact top-k of its live documents (the kernels skip
+deleted ones), merged by score, ties by segment order then internal id, so the result is the
+exact top-k of the live collection (brute_force checks it).
+
+A plain v2 index folder (manifest.json at its root, as `build_index` writes) opens as a
+read-only snapshot of one segment.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import time
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from index.build import build_index, refuse_existing, swap_into_place
+from index.dense import DENSE_DIR, DenseIndex
+from index.errors import CorruptIndexError, IndexNotFoundError, IndexVersionError
+from index.format import BM25_DIR, MANIFEST, fsync_dir, fsync_file
+from index.sparse_index import SparseIndex
+from sparseretr.sparse import SparseVectors
+
+SEGMENTS_FORMAT = "sparseretr-segments"
+SEGMENTS_VERSION = 1
+SEGMENTS_DIR = "segments"
+DELETES_DIR = "deletes"
+WAL_DIR = "wal"
+LOCK_FILE = "write.lock"
+_COMMIT_RE = re.compile(r"^commit-(\d{8})\.json$")
+SIDES = ("sparse", "bm25")
+
+
+def commit_name(gen: int) -> str:
+    return f"commit-{gen:08d}.json"
+
+
+def is_segmented(root: str | Path) -> bool:
+    """True when `root` holds commit points (a writable, segmented index)."""
+    root = Path(root)
+    return root.is_dir() and any(_COMMIT_RE.match(p.name) for p in root.iterdir())
+
+
+def list_commits(root: Path) -> list[int]:
+    """Generations of the commit files in root, highest first."""
+    gens = [int(m.group(1)) for p in root.iterdir() if (m := _COMMIT_RE.match(p.name))]
+    return sorted(gens, reverse=True)
+
+
+def read_commit(root: Path) -> dict[str, Any]:
+    """The current (highest) commit point, validated; clear errors for each way it can fail."""
+    if not root.is_dir():
+        raise IndexNotFoundError(f"no index at {root}: build one with `sparseretr index build`")
+    gens = list_commits(root)
+    if not gens:
+        raise IndexNotFoundError(f"{root} holds no commit point (commit-*.json)")
+    path = root / commit_name(gens[0])
+    try:
+        commit = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise CorruptIndexError(f"{path} is not a readable commit point ({e})") from e
+    if not isinstance(commit, dict) or commit.get("format") != SEGMENTS_FORMAT:
+        raise CorruptIndexError(f"{path} is not a {SEGMENTS_FORMAT} commit point")
+    if commit.get("format_version") != SEGMENTS_VERSION:
+        raise IndexVersionError(
+            f"{path} has segments format_version {commit.get('format_version')!r}; this "
+            f"sparseretr reads {SEGMENTS_VERSION}"
+        )
+    try:
+        segs = commit["segments"]
+        for s in segs:
+            str(s["name"]), int(s["n_docs"]), int(s["n_deleted"])
+        int(commit["generation"]), int(commit["next_segment"]), int(commit["wal_seq"])
+    except (KeyError, TypeError, ValueError) as e:
+        raise CorruptIndexError(f"{path}: malformed commit point ({e})") from e
+    return commit
+
+
+def write_commit(root: Path, commit: dict[str, Any]) -> Path:
+    """Durably publish a commit point: temp file, fsync, rename, fsync the folder."""
+    gen = int(commit["generation"])
+    path = root / commit_name(gen)
+    tmp = root / f".{path.name}.tmp-{os.getpid()}"
+    tmp.write_text(json.dumps(commit, indent=2, sort_keys=True), encoding="utf-8")
+    fsync_file(tmp)
+    os.replace(tmp, path)
+    fsync_dir(root)
+    return path
+
+
+def new_commit(gen: int, segments: list[dict[str, Any]], next_segment: int, wal_seq: int,
+               scales: dict[str, float | None]) -> dict[str, Any]:  # fmt: skip
+    return {
+        "format": SEGMENTS_FORMAT,
+        "format_version": SEGMENTS_VERSION,
+        "generation": gen,
+        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "segments": segments,
+        "next_segment": next_segment,
+        "wal_seq": wal_seq,
+        "scales": scales,
+    }
+
+
+@dataclass(frozen=True)
+class Segment:
+    """One immutable segment and its deletion mask as of a commit."""
+
+    name: str
+    sparse: SparseIndex
+    bm25: SparseIndex | None
+    dense: DenseIndex | None
+    dead: np.ndarray  # uint8 [n_docs], read-only; 1 = deleted
+    n_deleted: int
+    deletes_file: str | None
+
+    @property
+    def n_docs(self) -> int:
+        return self.sparse.n_docs
+
+    @property
+    def n_live(self) -> int:
+        return self.n_docs - self.n_deleted
+
+    def side(self, side: str) -> SparseIndex:
+        index = self.sparse if side == "sparse" else self.bm25
+        if index is None:
+            raise ValueError(f"segment {self.name} has no {side} side")
+        return index
+
+    def live_internal(self, ext_id: str) -> int | None:
+        i = self.sparse.internal_id(ext_id)
+        return None if i is None or self.dead[i] else i
+
+    def with_dead(self, dead: np.ndarray, deletes_file: str | None) -> Segment:
+        dead = np.ascontiguousarray(dead, dtype=np.uint8)
+        dead.setflags(write=False)
+        return Segment(
+            self.name, self.sparse, self.bm25, self.dense, dead, int(dead.sum()), deletes_file
+        )
+
+    def record(self) -> dict[str, Any]:
+        """This segment's entry in a commit point."""
+        return {
+            "name": self.name,
+            "n_docs": self.n_docs,
+            "n_deleted": self.n_deleted,
+            "deletes": self.deletes_file,
+        }
+
+
+def open_segment(folder: Path, name: str, *, dense: bool = True) -> Segment:
+    """Open one segment folder (v2 index + optional companions), nothing deleted yet."""
+    sparse = SparseIndex.open(folder)
+    try:
+        bm25 = SparseIndex.open(folder / BM25_DIR) if (folder / BM25_DIR).is_dir() else None
+        if bm25 is not None and bm25.n_docs != sparse.n_docs:
+            raise CorruptIndexError(f"{folder}: {BM25_DIR}/ holds another number of docs")
+        dn = None
+        if dense and (folder / DENSE_DIR).is_dir():
+            dn = DenseIndex.open(folder / DENSE_DIR, n_docs=sparse.n_docs)
+    except BaseException:
+        sparse.close()
+        raise
+    dead = np.zeros(sparse.n_docs, dtype=np.uint8)
+    dead.setflags(write=False)
+    return Segment(name, sparse, bm25, dn, dead, 0, None)
+
+
+def load_deletes(root: Path, entry: dict[str, Any], n_docs: int) -> np.ndarray:
+    rel = entry.get("deletes")
+    if not rel:
+        return np.zeros(n_docs, dtype=np.uint8)
+    path = root / rel
+    try:
+        dead = np.load(path, allow_pickle=False)
+    except (OSError, ValueError, EOFError) as e:
+        raise CorruptIndexError(f"{path}: unreadable deletion mask ({e})") from e
+    if dead.dtype != np.uint8 or dead.shape != (n_docs,) or int(dead.sum()) != entry["n_deleted"]:
+        raise CorruptIndexError(f"{path}: deletion mask does not match its commit entry")
+    return dead
+
+
+def save_deletes(root: Path, name: str, gen: int, dead: np.ndarray) -> str:
+    rel = f"{DELETES_DIR}/{name}.{gen:08d}.npy"
+    path = root / rel
+    path.parent.mkdir(exist_ok=True)
+    np.save(path, np.ascontiguousarray(dead, dtype=np.uint8), allow_pickle=False)
+    fsync_file(path)
+    return rel
+
+
+@dataclass
+class SegHit:
+    id: str
+    score: float
+    segment: int
+    internal: int
+
+
+class Snapshot:
+    """What a reader sees: the segments of one commit with their deletion masks. Immutable;
+    a writer publishes a new Snapshot after each commit and readers keep theirs until done."""
+
+    def __init__(self, root: Path, segments: Sequence[Segment], commit: dict[str, Any] | None):
+        self.root = root
+        self.segments = tuple(segments)
+        self.commit = commit
+        self.generation = int(commit["generation"]) if commit else 0
+
+    @classmethod
+    def open(cls, path: str | Path, *, dense: bool = True) -> Snapshot:
+        """Open the current commit of a segmented index, or a plain v2 index read-only."""
+        root = Path(path)
+        if (root / MANIFEST).is_file() and not is_segmented(root):
+            return cls(root, [open_segment(root, ".", dense=dense)], None)
+        commit = read_commit(root)
+        return cls(root, open_segments(root, commit, dense=dense), commit)
+
+    @property
+    def writable(self) -> bool:
+        return self.commit is not None
+
+    @property
+    def first(self) -> Segment:
+        if not self.segments:
+            raise IndexNotFoundError(f"{self.root}: the index holds no segment")
+        return self.segments[0]
+
+    @property
+    def n_docs(self) -> int:
+        """Live documents."""
+        return sum(s.n_live for s in self.segments)
+
+    @property
+    def n_postings(self) -> int:
+        return sum(s.sparse.n_postings for s in self.segments)
+
+    def has_side(self, side: str) -> bool:
+        if side == "dense":
+            return bool(self.segments) and all(s.dense is not None for s in self.segments)
+        if side == "bm25":
+            return bool(self.segments) and all(s.bm25 is not None for s in self.segments)
+        return True
+
+    # ---------------------------------------------------------------- search
+    def search(self, side: str, queries: SparseVectors, k: int, **knobs: Any) -> list[list[SegHit]]:
+        """Exact top-k of the live documents per query (side "sparse" or "bm25")."""
+        runs = []
+        for si, seg in enumerate(self.segments):
+            dead = seg.dead if seg.n_deleted else None
+            ids, scores = seg.side(side).search(queries, k, dead=dead, **knobs)
+            runs.append((si, ids, scores))
+        return self._merge(runs, len(queries), k)
+
+    def brute_force(self, side: str, queries: SparseVectors, k: int) -> list[list[SegHit]]:
+        """The same result as search() from scipy products: the reference it is checked on."""
+        runs = []
+        for si, seg in enumerate(self.segments):
+            dead = seg.dead if seg.n_deleted else None
+            ids, scores = seg.side(side).brute_force(queries, k, dead=dead)
+            runs.append((si, ids, scores))
+        return self._merge(runs, len(queries), k)
+
+    def search_dense(self, queries: np.ndarray, k: int) -> list[list[SegHit]]:
+        """Top-k by inner product over every segment's dense side, deleted docs left out."""
+        runs = []
+        for si, seg in enumerate(self.segments):
+            assert seg.dense is not None
+            ids, scores = seg.dense.search(queries, k + seg.n_deleted)
+            if seg.n_deleted:
+                gone = (ids >= 0) & (seg.dead[np.maximum(ids, 0)] == 1)
+                ids = np.where(gone, -1, ids)
+            runs.append((si, ids, scores))
+        return self._merge(runs, len(queries), k)
+
+    def _merge(
+        self, runs: list[tuple[int, np.ndarray, np.ndarray]], nq: int, k: int
+    ) -> list[list[SegHit]]:
+        out: list[list[SegHit]] = []
+        for q in range(nq):
+            cand = [
+                (float(s), si, int(i))
+                for si, ids, scores in runs
+                for i, s in zip(ids[q], scores[q], strict=True)
+                if i >= 0
+            ]
+            cand.sort(key=lambda c: (-c[0], c[1], c[2]))
+            out.append(
+                [SegHit(self.segments[si].sparse.doc_id(i), s, si, i) for s, si, i in cand[:k]]
+            )
+        return out
+
+    # ------------------------------------------------------------- documents
+    def locate(self, ext_id: str) -> tuple[int, int] | None:
+        """(segment position, internal id) of the live copy of a document, or None."""
+        for si in range(len(self.segments) - 1, -1, -1):
+            i = self.segments[si].live_internal(ext_id)
+            if i is not None:
+                return si, i
+        return None
+
+    def get_documents(self, ids: Sequence[str]) -> list[dict | None]:
+        """Stored fields of live documents (None where absent, deleted or not stored)."""
+        out: list[dict | None] = []
+        for ext in ids:
+            loc = self.locate(ext)
+            store = self.segments[loc[0]].sparse.docstore if loc else None
+            out.append(store.get(ext) if store is not None else None)
+        return out
+
+    def close(self) -> None:
+        for s in self.segments:
+            s.sparse.close()
+            if s.bm25 is not None:
+                s.bm25.close()
+
+
+def open_segments(
+    root: Path,
+    commit: dict[str, Any],
+    *,
+    dense: bool = True,
+    reuse: dict[str, Segment] | None = None,
+) -> list[Segment]:
+    """The commit's segments, reusing already open ones by name (only the masks change)."""
+    out = []
+    for entry in commit["segments"]:
+        name = entry["name"]
+        seg = (reuse or {}).get(name) or open_segment(root / SEGMENTS_DIR / name, name, dense=dense)
+        if seg.n_docs != int(entry["n_docs"]):
+            raise CorruptIndexError(f"{root}: segment {name} does not match its commit entry")
+        dead = load_deletes(root, entry, seg.n_docs)
+        out.append(seg.with_dead(dead, entry.get("deletes")))
+    return out
+
+
+def build_segmented(
+    out_dir: str | Path,
+    doc_ids: Sequence[str],
+    vectors: SparseVectors,
+    *,
+    overwrite: bool = False,
+    **build_options: Any,
+) -> Path:
+    """A new segmented index whose first segment is build_index(doc_ids, vectors, ...).
+
+    The whole folder (segment + first commit point) is built beside the target and renamed
+    into place, so an interrupted build leaves no half index. The first segment's quantization
+    scales become the index's: every later segment and merge reuses them.
+    """
+    target = Path(out_dir).absolute()
+    refuse_existing(target, overwrite)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.parent / f".{target.name}.tmp-{uuid.uuid4().hex[:12]}"
+    tmp.mkdir()
+    try:
+        name = "seg-000000"
+        seg_dir = build_index(tmp / SEGMENTS_DIR / name, doc_ids, vectors, **build_options)
+        seg = open_segment(seg_dir, name, dense=False)
+        scales = {
+            "sparse": seg.sparse.scale,
+            "bm25": seg.bm25.scale if seg.bm25 is not None else None,
+        }
+        seg.sparse.close()
+        write_commit(tmp, new_commit(1, [seg.record()], 1, 0, scales))
+        swap_into_place(tmp, target, overwrite)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return target
