@@ -58,12 +58,11 @@ def _engine_rows(
 ) -> list[SystemResult]:
     """Every requested mode of one index, through the same Engine the HTTP service uses."""
     from sparseretr.engine import Engine
-    from sparseretr.search import exact_agreement
 
     engine = Engine.open(
         path, dense=any(m in ("dense", "hybrid") for m in modes), bm25="bm25" in modes
     )
-    manifest = engine.sparse.index.manifest
+    manifest = engine.manifest
     base = {
         "index": str(path),
         "encoder": manifest.get("encoder_config"),
@@ -77,9 +76,9 @@ def _engine_rows(
             searcher = engine.searcher(mode, **opts)
             extra = dict(base, mode=mode, **opts)
             if mode == "sparse" and check_exact:
-                queries = engine.sparse.encode(list(data.queries.values()))
-                extra["exact_top10_vs_brute_force"] = exact_agreement(engine.sparse.index, queries)
-            name = engine.sparse.name if mode == "sparse" else mode
+                queries = engine.encode("sparse", list(data.queries.values()))
+                extra["exact_top10_vs_brute_force"] = engine.exact_agreement(queries)
+            name = engine.name if mode == "sparse" else mode
             if fusion:
                 name = f"hybrid {fusion}"
             encode_s = manifest.get("build", {}).get("encode_s") if mode == "sparse" else None

@@ -33,12 +33,16 @@ EngineFactory = Callable[[Settings], Any]
 
 def open_engine(settings: Settings) -> Any:
     """Default engine factory: build the index on first start if asked, then open it."""
+    from index.segments import is_segmented
     from service.server import ensure_index
     from sparseretr.engine import Engine
 
     ensure_index(settings)
     extra = {"device": settings.device} if settings.device else {}
-    return Engine.open(settings.index_path, dense=settings.dense, bm25=settings.bm25, **extra)
+    writable = settings.writable and is_segmented(settings.index_path)
+    return Engine.open(
+        settings.index_path, dense=settings.dense, bm25=settings.bm25, writable=writable, **extra
+    )
 
 
 def _version() -> str:
@@ -95,21 +99,36 @@ def create_app(
         engine_loaded(eng)
         log.info("engine ready: %s", settings.index_path)
 
+    async def refresh_loop() -> None:
+        """Commit pending writes every refresh_interval_s, off the event loop."""
+        while True:
+            await asyncio.sleep(settings.refresh_interval_s)
+            eng = app.state.engine
+            if eng is None or not getattr(eng, "writable", False):
+                continue
+            try:
+                await anyio.to_thread.run_sync(eng.refresh)
+            except Exception:  # logged and retried: acknowledged writes stay in the log
+                log.exception("periodic refresh failed")
+
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        task: asyncio.Task[None] | None = None
+        tasks: list[asyncio.Task[None]] = []
         if app.state.engine is None:
             if settings.load_in_background:
-                task = asyncio.create_task(load())
+                tasks.append(asyncio.create_task(load()))
             else:
                 await load()
+        if settings.refresh_interval_s > 0:
+            tasks.append(asyncio.create_task(refresh_loop()))
         try:
             yield
         finally:
-            if task is not None and not task.done():
-                task.cancel()
-                with contextlib.suppress(BaseException):
-                    await task
+            for task in tasks:
+                if not task.done():
+                    task.cancel()
+                    with contextlib.suppress(BaseException):
+                        await task
             await batcher.aclose()
             eng = app.state.engine
             if eng is not None and owned and hasattr(eng, "close"):

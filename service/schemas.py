@@ -62,9 +62,7 @@ class SearchOptions(_Strict):
     mode: Mode | None = Field(None, description="default: the service's default mode")
     fusion: Fusion | None = Field(None, description="hybrid only: rrf or convex")
     alpha: float | None = Field(None, ge=0.0, le=1.0, description="convex: weight of sparse")
-    rrf_k: json_int(1, 100_000) | None = Field(
-        None, description="rrf constant"
-    )
+    rrf_k: json_int(1, 100_000) | None = Field(None, description="rrf constant")
     normalization: Normalization | None = Field(None, description="convex score normalization")
     candidates: json_int(1, 10 * K_CEILING) | None = Field(
         None, description="hits each system contributes to fusion"
@@ -156,6 +154,19 @@ class Document(_Strict):
 
 class DocumentsUpsert(_Strict):
     documents: list[Document] = Field(min_length=1, max_length=BATCH_CEILING)
+
+
+class WriteAck(BaseModel):
+    seq: int = Field(description="write-ahead log sequence number of this write")
+    ids: list[str]
+    durable: Literal[True] = Field(True, description="the write survives a crash from now on")
+    searchable: bool = Field(description="already visible to searches (refresh=true)")
+
+
+class RefreshResult(BaseModel):
+    generation: int = Field(description="commit point generation now searched")
+    n_docs: int
+    segments: int
 
 
 class ErrorBody(BaseModel):

@@ -40,6 +40,10 @@ class Settings(BaseSettings):
     dense: bool = Field(True, description="load the dense side (modes dense/hybrid)")
     bm25: bool = Field(True, description="load the BM25 side (mode bm25)")
     device: str | None = Field(None, description="encoder device: cpu, cuda, cuda:1 (default auto)")
+    writable: bool = Field(True, description="take writes (segmented indexes only)")
+    refresh_interval_s: float = Field(
+        1.0, ge=0.0, description="commit pending writes this often (0: only on request)"
+    )
     load_in_background: bool = Field(
         True, description="answer /healthz while the engine loads; /readyz says 503 until done"
     )

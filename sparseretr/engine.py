@@ -3,10 +3,14 @@
 One code path from query text to fused hits means the numbers `sparseretr eval beir --mode
 hybrid` reports are the numbers the service serves.
 
-Index layout it reads:
-    <index>/            sparse index (learned sparse or BM25): always
-    <index>/dense/      DenseIndex + its encoder config (optional; enables dense, hybrid)
-    <index>/bm25/       a BM25 sparse index over the same docs (optional; enables bm25)
+Index it reads (index/segments.py): a segmented index (commit point + segments) or a plain v2
+index folder (read-only). Each segment holds the learned sparse postings, and optionally
+dense/ (a DenseIndex: enables dense and hybrid) and bm25/ (a BM25 index: enables bm25).
+Encoders come from the first segment; every segment shares them.
+
+Writes (a segmented index opened with writable=True): documents are encoded here by every
+side's encoder, then handed to index.writer.IndexWriter, which logs them durably and makes
+them searchable at the next refresh.
 """
 
 from __future__ import annotations
@@ -20,15 +24,17 @@ from typing import Any
 
 import numpy as np
 
-from index import DocStore
 from index.dense import DENSE_DIR, DenseIndex, Kind
+from index.format import BM25_DIR
+from index.segments import SegHit, Snapshot, is_segmented
+from index.writer import IndexWriter
+from sparseretr.corpus import doc_text
 from sparseretr.dense import DenseEncoder
+from sparseretr.encoders import SparseEncoder, load_encoder
 from sparseretr.fusion import DEFAULTS, FusedHit, Normalization, convex, rrf, single
 from sparseretr.models import DEFAULT_DENSE
-from sparseretr.search import Hit, SparseSearcher
 from sparseretr.sparse import SparseVectors
 
-BM25_DIR = "bm25"
 MODES: tuple[str, ...] = ("sparse", "dense", "hybrid", "bm25")
 FUSIONS: tuple[str, ...] = ("rrf", "convex")
 
@@ -39,8 +45,8 @@ class SearchResult:
 
     timing: milliseconds; encode_ms and search_ms are the batch's cost divided by its size
     (encoding and search run once per batch), fuse_ms is this query's own.
-    explain: hit id -> its matched tokens (SparseSearcher.explain, heaviest first); None when
-    not asked, or for dense mode, which has no tokens to show.
+    explain: hit id -> its matched tokens (heaviest first); None when not asked, or for dense
+    mode, which has no tokens to show.
     """
 
     hits: list[FusedHit]
@@ -48,33 +54,58 @@ class SearchResult:
     explain: dict[str, list[dict[str, Any]]] | None = None
 
 
+class ReadOnlyIndexError(ValueError):
+    """A write to an index opened read-only (or a plain, unsegmented index folder)."""
+
+
+class LiveDocs:
+    """Stored fields as a reader sees them: a write awaiting refresh first (read your own
+    writes), then the live copy in the current snapshot."""
+
+    def __init__(self, engine: Engine) -> None:
+        self._engine = engine
+
+    def get(self, doc_id: str) -> dict | None:
+        writer = self._engine.writer
+        if writer is not None:
+            pending, doc = writer.get_pending(doc_id)
+            if pending:
+                return doc
+        return self._engine.snapshot.get_documents([doc_id])[0]
+
+    def get_many(self, doc_ids: Sequence[str]) -> list[dict | None]:
+        return [self.get(i) for i in doc_ids]
+
+
 class Engine:
-    """A sparse searcher plus optional dense and BM25 sides over the same documents."""
+    """Query (and document) encoders over a snapshot of the index, kept fresh by a writer."""
 
     def __init__(
         self,
-        sparse: SparseSearcher,
+        source: Snapshot | IndexWriter,
+        sparse_encoder: SparseEncoder,
         *,
-        dense_index: DenseIndex | None = None,
+        bm25_encoder: SparseEncoder | None = None,
         dense_encoder: DenseEncoder | None = None,
-        bm25: SparseSearcher | None = None,
     ) -> None:
-        if (dense_index is None) != (dense_encoder is None):
-            raise ValueError("pass both dense_index and dense_encoder, or neither")
-        if dense_index is not None and dense_encoder is not None:
-            if dense_index.n != sparse.index.n_docs:
+        self.writer = source if isinstance(source, IndexWriter) else None
+        self._static = None if self.writer is not None else source
+        first = self.snapshot.first
+        if sparse_encoder.vocab_size != first.sparse.vocab_size:
+            raise ValueError(
+                f"encoder vocabulary ({sparse_encoder.vocab_size}) does not match the index "
+                f"({first.sparse.vocab_size}): the index was built with another encoder"
+            )
+        if dense_encoder is not None and first.dense is not None:  # noqa: SIM102
+            if dense_encoder.dim != first.dense.dim:
                 raise ValueError(
-                    f"dense index has {dense_index.n} rows, sparse index "
-                    f"{sparse.index.n_docs} docs: they come from different builds"
+                    f"dense encoder dim {dense_encoder.dim} != dense index dim {first.dense.dim}"
                 )
-            if dense_encoder.dim != dense_index.dim:
-                raise ValueError(
-                    f"dense encoder dim {dense_encoder.dim} != dense index dim {dense_index.dim}"
-                )
-        self.sparse = sparse
-        self.dense_index = dense_index
+        self.sparse_encoder = sparse_encoder
+        self.bm25_encoder = bm25_encoder
         self.dense_encoder = dense_encoder
-        self.bm25 = bm25
+        self.docstore = LiveDocs(self)
+        self.last_timing: dict[str, float] = {}
 
     @classmethod
     def open(
@@ -85,9 +116,12 @@ class Engine:
         bm25: bool = True,
         device: str | None = None,
         torch_threads: int | None = 1,
+        writable: bool = False,
+        **writer_options: Any,
     ) -> Engine:
-        """Open the sparse index and whichever optional sides exist (dense=False skips loading
-        the dense model, e.g. for a sparse-only service).
+        """Open the index and whichever optional sides exist (dense=False skips loading the
+        dense model, e.g. for a sparse-only service). writable=True opens a segmented index
+        for writes (taking its write lock and replaying its write-ahead log).
 
         torch_threads: intra-op threads for query encoding (process-wide). One by default:
         a query is a few dozen tokens, so OpenMP fan-out costs more than it saves, and under
@@ -99,51 +133,90 @@ class Engine:
 
             torch.set_num_threads(torch_threads)
         root = Path(index_path)
-        sparse = SparseSearcher.open(root)
-        dense_index = encoder = bm25_side = None
+        if writable and not is_segmented(root):
+            raise ReadOnlyIndexError(
+                f"{root} is not a segmented index, so it cannot take writes; rebuild it with "
+                "`sparseretr index build` (current builds are segmented)"
+            )
+        source: Snapshot | IndexWriter = (
+            IndexWriter(root, dense=dense, **writer_options)
+            if writable
+            else Snapshot.open(root, dense=dense)
+        )
+        snap = source.snapshot if isinstance(source, IndexWriter) else source
         try:
-            if dense and (root / DENSE_DIR).is_dir():
-                dense_index = DenseIndex.open(root / DENSE_DIR, n_docs=sparse.index.n_docs)
-                encoder = DenseEncoder.from_config(dense_index.encoder_config, device=device)
-            if bm25 and (root / BM25_DIR).is_dir():
-                bm25_side = SparseSearcher.open(root / BM25_DIR)
-            return cls(sparse, dense_index=dense_index, dense_encoder=encoder, bm25=bm25_side)
+            first = snap.first
+            sparse_enc = load_encoder(first.sparse.encoder_config, first.sparse.encoder_dir)
+            bm25_enc = dense_enc = None
+            if bm25 and snap.has_side("bm25"):
+                assert first.bm25 is not None
+                bm25_enc = load_encoder(first.bm25.encoder_config, first.bm25.encoder_dir)
+            if dense and snap.has_side("dense"):
+                assert first.dense is not None
+                dense_enc = DenseEncoder.from_config(first.dense.encoder_config, device=device)
+            return cls(source, sparse_enc, bm25_encoder=bm25_enc, dense_encoder=dense_enc)
         except BaseException:
-            sparse.index.close()  # a broken optional side must not leak the doc store handle
+            source.close()  # a broken side must not leak the lock or the doc store handles
             raise
 
     # ------------------------------------------------------------ properties
     @property
+    def snapshot(self) -> Snapshot:
+        """The committed view searches run on (taken once per search call)."""
+        if self.writer is not None:
+            return self.writer.snapshot
+        assert self._static is not None
+        return self._static
+
+    @property
+    def writable(self) -> bool:
+        return self.writer is not None
+
+    @property
     def modes(self) -> list[str]:
-        dense = self.dense_index is not None
-        have = {"sparse": True, "dense": dense, "hybrid": dense, "bm25": self.bm25 is not None}
+        snap = self.snapshot
+        dense = self.dense_encoder is not None and snap.has_side("dense")
+        bm25 = self.bm25_encoder is not None and snap.has_side("bm25")
+        have = {"sparse": True, "dense": dense, "hybrid": dense, "bm25": bm25}
         return [m for m in MODES if have[m]]
 
     @property
     def default_mode(self) -> str:
         """hybrid where the index has a dense side, else sparse."""
-        return "hybrid" if self.dense_index is not None else "sparse"
+        return "hybrid" if "dense" in self.modes else "sparse"
 
     @property
-    def docstore(self) -> DocStore | None:
-        return self.sparse.index.docstore
+    def name(self) -> str:
+        return str(self.sparse_encoder.config().get("kind", "sparse"))
+
+    @property
+    def manifest(self) -> dict[str, Any]:
+        """The first segment's build manifest (encoder config, build stats)."""
+        return self.snapshot.first.sparse.manifest
 
     def stats(self) -> dict[str, Any]:
-        """What /stats and the metrics report: sizes, encoders and the available modes."""
-        index = self.sparse.index
+        """What /stats and the metrics report: sizes, encoders, segments and the modes."""
+        snap = self.snapshot
+        first = snap.first
         dense = None
-        if self.dense_index is not None:
-            d = self.dense_index
-            dense = {"kind": d.kind, "n": d.n, "dim": d.dim, "model": d.encoder_config.get("model")}
+        if "dense" in self.modes and first.dense is not None:
+            d = first.dense
+            n = sum(s.dense.n for s in snap.segments if s.dense is not None)
+            dense = {"kind": d.kind, "n": n, "dim": d.dim, "model": d.encoder_config.get("model")}
         return {
-            "index_path": str(index.path),
-            "n_docs": index.n_docs,
-            "n_postings": index.n_postings,
-            "vocab": index.vocab_size,
-            "encoder": self.sparse.name,
+            "index_path": str(snap.root),
+            "n_docs": snap.n_docs,
+            "n_postings": snap.n_postings,
+            "vocab": first.sparse.vocab_size,
+            "encoder": self.name,
             "modes": self.modes,
             "dense": dense,
-            "bm25_docs": self.bm25.index.n_docs if self.bm25 is not None else None,
+            "bm25_docs": snap.n_docs if "bm25" in self.modes else None,
+            "segments": len(snap.segments),
+            "deleted_docs": sum(s.n_deleted for s in snap.segments),
+            "generation": snap.generation,
+            "writable": self.writable,
+            "pending_writes": self.writer.n_pending if self.writer is not None else 0,
         }
 
     def check_mode(self, mode: str | None) -> str:
@@ -153,7 +226,7 @@ class Engine:
         if mode not in self.modes:
             side = BM25_DIR if mode == "bm25" else DENSE_DIR
             raise ValueError(
-                f"mode {mode!r} is not available for the index at {self.sparse.index.path} "
+                f"mode {mode!r} is not available for the index at {self.snapshot.root} "
                 f"(no {side}/ folder, or opened with {side}=False); available modes: {self.modes}"
             )
         return mode
@@ -175,7 +248,7 @@ class Engine:
         """Search a batch: each side encodes all queries in one call, then searches in one call.
 
         Hybrid takes max(candidates, k) from each side and fuses their union. mode=None picks
-        default_mode.
+        default_mode. Every side reads the same snapshot.
         """
         mode = self.check_mode(mode)
         if isinstance(queries, str):
@@ -187,6 +260,7 @@ class Engine:
         texts = list(queries)
         if not texts:
             return []
+        snap = self.snapshot
         depth = max(candidates, k) if mode == "hybrid" else k
         sides = {
             "sparse": ("sparse",),
@@ -196,9 +270,9 @@ class Engine:
         }[mode]
 
         t0 = time.perf_counter()
-        encoded = {side: self._encode(side, texts) for side in sides}
+        encoded = {side: self.encode(side, texts) for side in sides}
         t1 = time.perf_counter()
-        hits = {side: self._search(side, encoded[side], depth) for side in sides}
+        hits = {side: self._search(snap, side, encoded[side], depth) for side in sides}
         t2 = time.perf_counter()
         n = len(texts)
         per_q = {"encode_ms": (t1 - t0) * 1e3 / n, "search_ms": (t2 - t1) * 1e3 / n}
@@ -213,57 +287,124 @@ class Engine:
             if explain and mode != "dense":
                 t4 = time.perf_counter()
                 side = "bm25" if mode == "bm25" else "sparse"
-                result.explain = self._explain(side, encoded[side], qi, fused, hits)
+                result.explain = self._explain(snap, side, encoded[side], qi, fused, hits)
                 timing["explain_ms"] = (time.perf_counter() - t4) * 1e3
             results.append(result)
         return results
+
+    def encode(self, side: str, texts: list[str]) -> Any:
+        """Queries as one side's encoder sees them (SparseVectors, or dense rows)."""
+        if side == "dense":
+            assert self.dense_encoder is not None
+            return self.dense_encoder.encode(texts)
+        return self._encoder(side).encode_queries(list(texts))
+
+    def exact_agreement(self, queries: SparseVectors, k: int = 10) -> dict[str, float]:
+        """Share of queries whose kernel top-k equals brute force over every live document."""
+        snap = self.snapshot
+        got, ref = snap.search("sparse", queries, k), snap.brute_force("sparse", queries, k)
+        pairs = list(zip(got, ref, strict=True))
+        same_ids = [[h.id for h in x] == [h.id for h in y] for x, y in pairs]
+        close, diffs = [], [0.0]
+        for x, y in pairs:
+            sx, sy = np.array([h.score for h in x]), np.array([h.score for h in y])
+            same_shape = sx.shape == sy.shape
+            close.append(same_shape and np.allclose(sx, sy, rtol=1e-5, atol=1e-6))
+            if same_shape and sx.size:
+                diffs.append(float(np.abs(sx - sy).max()))
+        return {
+            "queries": float(len(queries)),
+            "same_ids": float(np.mean(same_ids)) if same_ids else 1.0,
+            "same_scores": float(np.mean(close)) if close else 1.0,
+            "max_abs_score_diff": max(diffs),
+        }
 
     def searcher(self, mode: str | None = None, **options: Any) -> ModeSearcher:
         """The eval runner's interface over this engine: search(texts, k) -> [(id, score)]."""
         return ModeSearcher(self, self.check_mode(mode), options)
 
+    # ---------------------------------------------------------------- writes
+    def upsert(self, docs: Sequence[dict[str, Any]]) -> int:
+        """Encode docs (dicts with id, title, text, optional metadata) with every side's
+        encoder and write them; returns once durable (searchable after refresh)."""
+        writer = self._require_writer()
+        ids = [str(d["id"]) for d in docs]
+        texts = [doc_text(d) for d in docs]
+        snap = self.snapshot
+        bm25 = None
+        if snap.first.bm25 is not None:
+            if self.bm25_encoder is None:
+                raise ReadOnlyIndexError("the index has a bm25 side: open it with bm25=True")
+            bm25 = self.bm25_encoder.encode_documents(texts)
+        dense = None
+        if snap.first.dense is not None:
+            assert self.dense_encoder is not None  # open() loads it whenever dense/ is read
+            dense = self.dense_encoder.encode(texts)
+        sparse = self.sparse_encoder.encode_documents(texts)
+        return writer.upsert(ids, list(docs), sparse, bm25=bm25, dense=dense)
+
+    def delete(self, ids: Sequence[str]) -> tuple[int, list[bool]]:
+        """Delete documents; returns once durable, with whether each one existed."""
+        return self._require_writer().delete(ids)
+
+    def refresh(self) -> Snapshot:
+        """Make every acknowledged write searchable (one commit)."""
+        return self._require_writer().refresh()
+
     def close(self) -> None:
-        for s in (self.sparse, self.bm25):
-            if s is not None:
-                s.index.close()
+        if self.writer is not None:
+            self.writer.close()
+        self.snapshot.close()
 
     # ------------------------------------------------------------- internals
-    def _sparse_side(self, side: str) -> SparseSearcher:
-        searcher = self.bm25 if side == "bm25" else self.sparse
-        assert searcher is not None  # check_mode ran first
-        return searcher
+    def _require_writer(self) -> IndexWriter:
+        if self.writer is None:
+            raise ReadOnlyIndexError(
+                f"the index at {self.snapshot.root} is open read-only; writes need a segmented "
+                "index opened for writing"
+            )
+        return self.writer
 
-    def _encode(self, side: str, texts: list[str]) -> Any:
+    def _encoder(self, side: str) -> SparseEncoder:
+        enc = self.bm25_encoder if side == "bm25" else self.sparse_encoder
+        assert enc is not None  # check_mode ran first
+        return enc
+
+    def _search(self, snap: Snapshot, side: str, encoded: Any, depth: int) -> list[list[SegHit]]:
         if side == "dense":
-            assert self.dense_encoder is not None
-            return self.dense_encoder.encode(texts)
-        return self._sparse_side(side).encode(texts)
-
-    def _search(self, side: str, encoded: Any, depth: int) -> list[list[Hit]]:
-        if side != "dense":
-            return self._sparse_side(side).search_vectors(encoded, depth)
-        assert self.dense_index is not None
-        ids, scores = self.dense_index.search(encoded, depth)
-        doc_id = self.sparse.index.doc_id  # dense row i is sparse internal id i
-        return [
-            [Hit(doc_id(int(i)), float(s), int(i)) for i, s in zip(row, sc, strict=True) if i >= 0]
-            for row, sc in zip(ids, scores, strict=True)
-        ]
+            return snap.search_dense(encoded, depth)
+        return snap.search(side, encoded, depth)
 
     def _explain(
         self,
+        snap: Snapshot,
         side: str,
         qvecs: SparseVectors,
         qi: int,
         fused: list[FusedHit],
-        hits: dict[str, list[list[Hit]]],
+        hits: dict[str, list[list[SegHit]]],
     ) -> dict[str, list[dict[str, Any]]]:
-        searcher = self._sparse_side(side)
-        # Internal ids from this query's hits; dense rows share the sparse numbering, so a
-        # dense-only hit in hybrid still shows which of its tokens (if any) matched.
-        internal = {h.id: h.internal for run in hits.values() for h in run[qi]}
-        q = qvecs.slice([qi])
-        return {h.id: searcher.explain(q, internal[h.id]) for h in fused}
+        """Matched tokens with query and document weights, heaviest contribution first. Dense
+        rows share the sparse numbering, so a dense-only hybrid hit still shows its tokens."""
+        where = {h.id: (h.segment, h.internal) for run in hits.values() for h in run[qi]}
+        terms, qw = qvecs.row(qi)
+        enc = self._encoder(side)
+        out = {}
+        for h in fused:
+            si, internal = where[h.id]
+            dw = snap.segments[si].side(side).term_weights(internal, terms)
+            keep = dw > 0
+            rows = [
+                {
+                    "token": t,
+                    "query_weight": float(a),
+                    "doc_weight": float(b),
+                    "contribution": float(a * b),
+                }
+                for t, a, b in zip(enc.tokens(terms[keep]), qw[keep], dw[keep], strict=True)
+            ]
+            out[h.id] = sorted(rows, key=lambda r: -r["contribution"])
+        return out
 
 
 def _fuser(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 from unittest import mock
 
@@ -11,8 +12,8 @@ import pytest
 
 import sparseretr.engine as engine_mod
 from eval.runner import run_retrieval
-from index import SparseIndex
-from index.dense import DENSE_DIR, DenseIndex
+from index import CorruptIndexError, SparseIndex
+from index.dense import DENSE_DIR, DenseIndex, DenseIndexError
 from sparseretr.encoders import create_encoder
 from sparseretr.engine import Engine, SearchResult
 from sparseretr.fusion import convex, rrf
@@ -89,7 +90,8 @@ def test_layout_and_modes(built) -> None:
     assert stats["n_docs"] == len(DOCS) and stats["modes"] == ALL_MODES
     assert stats["dense"] == {"kind": "flat", "n": 8, "dim": 384, "model": "all-MiniLM-L6-v2"}
     json.dumps(stats)  # served as JSON by /stats
-    assert engine.dense_index is not None and engine.dense_index.n == len(DOCS)
+    first = engine.snapshot.first
+    assert first.dense is not None and first.dense.n == len(DOCS)
     sparse_only = Engine.open(path, dense=False, bm25=False)
     assert sparse_only.modes == ["sparse"] and sparse_only.default_mode == "sparse"
     with pytest.raises(ValueError, match=r"'hybrid' is not available.*\['sparse'\]"):
@@ -168,10 +170,10 @@ def test_hybrid_explain_covers_every_hit(engine: Engine) -> None:
 
 def test_batch_encodes_once_per_side(engine: Engine) -> None:
     queries = ["cats", "interest rates", "bread yeast"]
-    enc, sp = engine.dense_encoder, engine.sparse
+    enc, sp = engine.dense_encoder, engine.sparse_encoder
     with (
         mock.patch.object(enc, "encode", wraps=enc.encode) as dense_calls,
-        mock.patch.object(sp, "encode", wraps=sp.encode) as sparse_calls,
+        mock.patch.object(sp, "encode_queries", wraps=sp.encode_queries) as sparse_calls,
     ):
         batch = engine.search(queries, k=2)
     assert dense_calls.call_count == 1 and sparse_calls.call_count == 1
@@ -192,10 +194,12 @@ def test_searcher_for_eval_runner(engine: Engine) -> None:
 
 
 def test_mismatched_dense_side_is_refused(built, tmp_path: Path) -> None:
-    engine, _ = built
-    small = tmp_path / "small"
-    DenseIndex.writer(np.ones((3, engine.dense_encoder.dim), np.float32), {})(small)
-    with pytest.raises(ValueError, match="different builds"):
-        Engine(
-            engine.sparse, dense_index=DenseIndex.open(small), dense_encoder=engine.dense_encoder
-        )
+    engine, path = built
+    copy = tmp_path / "copy"
+    shutil.copytree(path, copy)
+    shutil.rmtree(copy / DENSE_DIR)
+    DenseIndex.writer(np.ones((3, engine.dense_encoder.dim), np.float32), {})(copy / DENSE_DIR)
+    with pytest.raises(CorruptIndexError, match="replaced"):  # the manifest lists dense/ files
+        Engine.open(copy)
+    with pytest.raises(DenseIndexError, match="belongs to another build"):
+        DenseIndex.open(copy / DENSE_DIR, n_docs=len(DOCS))

@@ -25,7 +25,7 @@ from service.snippets import ELLIPSIS, highlight, make_snippet
 
 
 def make_settings(**kw: Any) -> Settings:
-    base: dict[str, Any] = {"api_key": None, "microbatch_window_ms": 2.0}
+    base: dict[str, Any] = {"api_key": None, "microbatch_window_ms": 2.0, "refresh_interval_s": 0}
     base.update(kw)
     return Settings(_env_file=None, **base)  # type: ignore[call-arg]
 
@@ -320,13 +320,35 @@ def test_document_without_docstore_is_404() -> None:
 UPSERT = {"documents": [{"id": "new1", "title": "T", "text": "some text"}]}
 
 
-def test_writes_are_501_when_open(client: TestClient) -> None:
-    err = assert_error(client.post("/documents", json=UPSERT), 501, "not_implemented")
-    assert "live" in err["message"] and "sparseretr index build" in err["message"]
-    assert err["details"]["operation"] == "upsert"
-    err = assert_error(client.delete("/documents/4983"), 501, "not_implemented")
-    assert err["details"] == {"operation": "delete", "id": "4983",
-                              "rebuild": err["details"]["rebuild"]}
+def test_upsert_then_refresh_makes_it_searchable(client: TestClient, engine: FakeEngine) -> None:
+    doc = {"id": "new1", "title": "Sleeping owls", "text": "owls sleep through the day"}
+    r = client.post("/documents", json={"documents": [doc]})
+    assert r.status_code == 200, r.text
+    ack = r.json()
+    assert ack == {"seq": 1, "ids": ["new1"], "durable": True, "searchable": False}
+    hits = client.post("/search", json={"query": "owls", "mode": "sparse"}).json()["hits"]
+    assert "new1" not in [h["id"] for h in hits]  # not before the refresh
+    r = client.post("/refresh")
+    assert r.status_code == 200 and r.json()["n_docs"] == len(DOCS) + 1
+    hits = client.post("/search", json={"query": "owls", "mode": "sparse"}).json()["hits"]
+    assert hits[0]["id"] == "new1" and hits[0]["title"] == "Sleeping owls"
+    assert client.get("/documents/new1").json()["text"] == doc["text"]
+
+
+def test_delete_with_refresh_and_404(client: TestClient) -> None:
+    r = client.delete("/documents/4983", params={"refresh": "true"})
+    assert r.status_code == 200 and r.json()["searchable"] is True
+    assert_error(client.get("/documents/4983"), 404, "document_not_found")
+    err = assert_error(client.delete("/documents/4983"), 404, "document_not_found")
+    assert err["details"] == {"id": "4983"}
+
+
+def test_read_only_index_is_409() -> None:
+    with TestClient(create_app(make_settings(), FakeEngine(writable=False))) as c:
+        err = assert_error(c.post("/documents", json=UPSERT), 409, "read_only_index")
+        assert "sparseretr index build" in err["message"]
+        assert_error(c.delete("/documents/4983"), 409, "read_only_index")
+        assert_error(c.post("/refresh"), 409, "read_only_index")
 
 
 @pytest.fixture
@@ -346,15 +368,17 @@ def test_writes_need_the_key(keyed_client: TestClient, headers: dict[str, str]) 
     assert_error(keyed_client.post("/documents", json={"bogus": 1}, headers=headers), 401)
 
 
-def test_writes_with_the_key_reach_501(keyed_client: TestClient) -> None:
+def test_writes_with_the_key_go_through(keyed_client: TestClient) -> None:
     h = {"X-API-Key": "s3cret"}
-    assert_error(keyed_client.post("/documents", json=UPSERT, headers=h), 501, "not_implemented")
-    assert_error(keyed_client.delete("/documents/4983", headers=h), 501, "not_implemented")
+    assert keyed_client.post("/documents", json=UPSERT, headers=h).status_code == 200
+    assert keyed_client.delete("/documents/4983", headers=h).status_code == 200
+    assert_error(keyed_client.post("/refresh"), 401, "unauthorized")
+    assert keyed_client.post("/refresh", headers=h).status_code == 200
     assert_error(keyed_client.post("/documents", json={"documents": []}, headers=h), 422)
     assert_error(keyed_client.post("/documents", json={"documents": [{"title": "no id"}]},
                                    headers=h), 422)
     # reads stay open
-    assert keyed_client.get("/documents/4983").status_code == 200
+    assert keyed_client.get("/documents/5836").status_code == 200
     assert keyed_client.post("/search", json={"query": "sleep"}).status_code == 200
     assert keyed_client.get("/stats").json()["writes_need_key"] is True
 

@@ -14,6 +14,7 @@ import re
 import threading
 import time
 from dataclasses import dataclass, field
+from types import SimpleNamespace
 from typing import Any
 
 DOCS: list[dict[str, Any]] = [
@@ -93,9 +94,14 @@ class FakeEngine:
         docs: list[dict[str, Any]] | None = None,
         modes: tuple[str, ...] = ("sparse", "dense", "hybrid", "bm25"),
         delay: float = 0.0,
+        writable: bool = True,
     ) -> None:
         self.docstore = FakeDocStore(docs or DOCS)
-        self._docs = docs or DOCS
+        self._docs = list(docs or DOCS)
+        self.writable = writable
+        self.seq = 0
+        self.pending: dict[str, dict | None] = {}
+        self.generation = 1
         self.modes = list(modes)
         self.delay = delay
         self.calls: list[dict[str, Any]] = []
@@ -149,3 +155,30 @@ class FakeEngine:
             hits.append(FusedHit(doc_id, float(score), comps))
         exp = {doc_id: rows for _, doc_id, rows in scored[:k]} if explain else None
         return SearchResult(hits, {"encode_ms": 1.5, "search_ms": 0.4, "fuse_ms": 0.1}, exp)
+
+    # Writes, shaped like Engine's: durable at once, visible after refresh().
+    def upsert(self, docs: list[dict[str, Any]]) -> int:
+        with self._lock:
+            self.seq += 1
+            self.pending.update({d["id"]: d for d in docs})
+            return self.seq
+
+    def delete(self, ids: list[str]) -> tuple[int, list[bool]]:
+        with self._lock:
+            live = {d["id"] for d in self._docs}
+            found = [(i in self.pending and self.pending[i] is not None)
+                     or (i not in self.pending and i in live) for i in ids]
+            self.seq += 1
+            self.pending.update(dict.fromkeys(ids))
+            return self.seq, found
+
+    def refresh(self) -> Any:
+        with self._lock:
+            if self.pending:
+                keep = [d for d in self._docs if d["id"] not in self.pending]
+                self._docs = keep + [d for d in self.pending.values() if d is not None]
+                self.docstore = FakeDocStore(self._docs)
+                self.pending.clear()
+                self.generation += 1
+            return SimpleNamespace(generation=self.generation, n_docs=len(self._docs),
+                                   segments=[None])

@@ -1,7 +1,10 @@
-"""``/documents``: read from the index's doc store; writes are refused until live updates land.
+"""``/documents`` and ``/refresh``: read, upsert and delete documents in a live index.
 
-The index is immutable once built, so ``POST /documents`` and ``DELETE /documents/{id}`` answer
-501 ``not_implemented`` (after the API-key check, so an unauthenticated caller learns nothing).
+A write is acknowledged once it is durable (index/writer.py logs it, fsynced, before this
+answers), and is searchable after the next refresh: the service refreshes every
+``refresh_interval_s``, a write with ``?refresh=true`` waits for one, and ``POST /refresh``
+forces one. A read-only index (a plain index folder, or ``SPARSERETR_WRITABLE=false``) answers
+409 ``read_only_index``.
 """
 
 from __future__ import annotations
@@ -9,69 +12,99 @@ from __future__ import annotations
 from typing import Any
 
 import anyio.to_thread
-from fastapi import APIRouter, Depends, Path
+from fastapi import APIRouter, Depends, Path, Query
 from fastapi.exceptions import RequestValidationError
 
 from service.deps import EngineDep, SettingsDep, require_api_key
 from service.engine_protocol import engine_docstore
 from service.errors import ApiError
-from service.schemas import Document, DocumentsUpsert, ErrorResponse
+from service.schemas import Document, DocumentsUpsert, ErrorResponse, RefreshResult, WriteAck
 
-router = APIRouter(prefix="/documents", tags=["documents"])
+router = APIRouter(tags=["documents"])
 
 DocId = Path(min_length=1, max_length=512, description="external document id")
-
-_REBUILD_HINT = "sparseretr index build --corpus CORPUS --out INDEX --overwrite"
-
-
-def _not_implemented(operation: str, **details: Any) -> ApiError:
-    return ApiError(
-        501, "not_implemented",
-        "live index updates are not available yet: the index cannot change in place. "
-        f"Rebuild it with `{_REBUILD_HINT}` and restart the service.",
-        {"operation": operation, "rebuild": _REBUILD_HINT, **details},
-    )
-
+Refresh = Query(False, description="wait until the write is searchable (one refresh)")
 
 _WRITE_ERRORS: dict[int | str, dict[str, Any]] = {
-    code: {"model": ErrorResponse} for code in (400, 401, 413, 415, 422, 501)
+    code: {"model": ErrorResponse} for code in (400, 401, 404, 409, 413, 415, 422, 503)
 }
 
 
-@router.post("", status_code=202, responses=_WRITE_ERRORS,
-             dependencies=[Depends(require_api_key)])
-async def upsert_documents(body: DocumentsUpsert, settings: SettingsDep) -> None:
-    """Insert or replace documents (not available yet: 501)."""
+def _writable(engine: Any) -> None:
+    if not getattr(engine, "writable", False):
+        raise ApiError(
+            409, "read_only_index",
+            "this index does not take writes: it is a plain (unsegmented) index folder or the "
+            "service runs with SPARSERETR_WRITABLE=false; rebuild it with `sparseretr index "
+            "build` and restart with writes on",
+        )  # fmt: skip
+
+
+async def _refresh(engine: Any) -> RefreshResult:
+    snap = await anyio.to_thread.run_sync(engine.refresh)
+    return RefreshResult(generation=snap.generation, n_docs=snap.n_docs,
+                         segments=len(snap.segments))  # fmt: skip
+
+
+@router.post("/documents", responses=_WRITE_ERRORS, dependencies=[Depends(require_api_key)])
+async def upsert_documents(
+    body: DocumentsUpsert, engine: EngineDep, settings: SettingsDep, refresh: bool = Refresh
+) -> WriteAck:
+    """Insert or replace documents by id; answers once the write is durable."""
     if len(body.documents) > settings.max_batch:
         raise RequestValidationError([{
             "type": "too_long", "loc": ("body", "documents"),
             "msg": f"List should have at most {settings.max_batch} items",
             "ctx": {"max_length": settings.max_batch},
-        }])
-    raise _not_implemented("upsert", documents=len(body.documents))
+        }])  # fmt: skip
+    _writable(engine)
+    docs = [d.model_dump() for d in body.documents]
+    seq = await anyio.to_thread.run_sync(engine.upsert, docs)
+    if refresh:
+        await _refresh(engine)
+    return WriteAck(seq=seq, ids=[d["id"] for d in docs], searchable=refresh)
 
 
-@router.get("/{doc_id}", response_model=Document,
-            responses={404: {"model": ErrorResponse}, 503: {"model": ErrorResponse}})
+@router.delete("/documents/{doc_id}", responses=_WRITE_ERRORS,
+               dependencies=[Depends(require_api_key)])  # fmt: skip
+async def delete_document(
+    engine: EngineDep, doc_id: str = DocId, refresh: bool = Refresh
+) -> WriteAck:
+    """Delete a document; 404 when no live document has this id."""
+    _writable(engine)
+    seq, (found,) = await anyio.to_thread.run_sync(engine.delete, [doc_id])
+    if not found:
+        raise ApiError(404, "document_not_found", f"no document with id {doc_id!r}",
+                       {"id": doc_id})  # fmt: skip
+    if refresh:
+        await _refresh(engine)
+    return WriteAck(seq=seq, ids=[doc_id], searchable=refresh)
+
+
+@router.post("/refresh", responses=_WRITE_ERRORS, dependencies=[Depends(require_api_key)])
+async def refresh_index(engine: EngineDep) -> RefreshResult:
+    """Make every acknowledged write searchable now (one commit)."""
+    _writable(engine)
+    return await _refresh(engine)
+
+
+@router.get("/documents/{doc_id}", response_model=Document,
+            responses={404: {"model": ErrorResponse}, 503: {"model": ErrorResponse}})  # fmt: skip
 async def get_document(engine: EngineDep, doc_id: str = DocId) -> Document:
-    """A stored document by its id."""
+    """A stored document by its id (a write shows here at once, before the refresh)."""
     store = engine_docstore(engine)
     if store is None:
-        raise ApiError(404, "document_not_found",
-                       "this index has no document store (built without texts)", {"id": doc_id})
+        raise ApiError(
+            404,
+            "document_not_found",
+            "this index has no document store (built without texts)",
+            {"id": doc_id},
+        )
     doc = await anyio.to_thread.run_sync(store.get, doc_id)
     if doc is None:
-        raise ApiError(404, "document_not_found", f"no document with id {doc_id!r}",
-                       {"id": doc_id})
+        raise ApiError(404, "document_not_found", f"no document with id {doc_id!r}", {"id": doc_id})
     return Document.model_validate(
         {"id": str(doc.get("id", doc_id)), "title": str(doc.get("title") or ""),
          "text": str(doc.get("text") or ""), "metadata": dict(doc.get("metadata") or {})},
         strict=False,
-    )
-
-
-@router.delete("/{doc_id}", status_code=204, responses=_WRITE_ERRORS,
-               dependencies=[Depends(require_api_key)])
-async def delete_document(doc_id: str = DocId) -> None:
-    """Delete a document (not available yet: 501)."""
-    raise _not_implemented("delete", id=doc_id)
+    )  # fmt: skip
