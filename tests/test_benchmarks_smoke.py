@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from benchmarks import encode_throughput, search_latency
+from benchmarks import build_throughput, encode_throughput, search_latency
 
 LATENCY_KEYS = {"mean_ms", "p50_ms", "p99_ms", "qps", "ratio_mean_vs_ours", "ratio_p50_vs_ours"}
 
@@ -79,3 +79,15 @@ def test_encode_throughput_smoke(tiny_beir: Path, tmp_path: Path) -> None:
     shares = [data["breakdown_fp32"][f"{p}_share"] for p in ("body", "projection", "pool", "other")]
     assert sum(shares) == pytest.approx(1.0)
     assert data["threads"]["torch"] == 1
+
+
+def test_build_throughput_smoke(tmp_path: Path) -> None:
+    record = build_throughput.main(
+        ["--docs", "1500", "--writes", "600", "--cache", str(tmp_path / "cache"),
+         "--out", str(tmp_path / "out")]
+    )  # fmt: skip
+    (row,) = record["postings"]
+    assert row["docs"] == 1500 and row["postings"] > 0 and row["docs_per_s"] > 0
+    live = record["live"]
+    assert live["writes"] == 600 and live["upserts_per_s"] > 0 and live["segments_after"] >= 1
+    assert (tmp_path / "out" / "build_throughput-latest.json").is_file()
