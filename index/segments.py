@@ -359,6 +359,20 @@ def open_segments(
     return out
 
 
+FIRST_SEGMENT = "seg-000000"
+
+
+def write_first_commit(root: Path) -> None:
+    """Commit generation 1 naming root/segments/seg-000000, whose quantization scales become
+    the index's: every later segment and merge reuses them."""
+    seg = open_segment(root / SEGMENTS_DIR / FIRST_SEGMENT, FIRST_SEGMENT, dense=False)
+    scales = {"sparse": seg.sparse.scale, "bm25": seg.bm25.scale if seg.bm25 else None}
+    seg.sparse.close()
+    if seg.bm25 is not None:
+        seg.bm25.close()
+    write_commit(root, new_commit(1, [seg.record()], 1, 0, scales))
+
+
 def build_segmented(
     out_dir: str | Path,
     doc_ids: Sequence[str],
@@ -370,8 +384,7 @@ def build_segmented(
     """A new segmented index whose first segment is build_index(doc_ids, vectors, ...).
 
     The whole folder (segment + first commit point) is built beside the target and renamed
-    into place, so an interrupted build leaves no half index. The first segment's quantization
-    scales become the index's: every later segment and merge reuses them.
+    into place, so an interrupted build leaves no half index.
     """
     target = Path(out_dir).absolute()
     refuse_existing(target, overwrite)
@@ -379,15 +392,8 @@ def build_segmented(
     tmp = target.parent / f".{target.name}.tmp-{uuid.uuid4().hex[:12]}"
     tmp.mkdir()
     try:
-        name = "seg-000000"
-        seg_dir = build_index(tmp / SEGMENTS_DIR / name, doc_ids, vectors, **build_options)
-        seg = open_segment(seg_dir, name, dense=False)
-        scales = {
-            "sparse": seg.sparse.scale,
-            "bm25": seg.bm25.scale if seg.bm25 is not None else None,
-        }
-        seg.sparse.close()
-        write_commit(tmp, new_commit(1, [seg.record()], 1, 0, scales))
+        build_index(tmp / SEGMENTS_DIR / FIRST_SEGMENT, doc_ids, vectors, **build_options)
+        write_first_commit(tmp)
         swap_into_place(tmp, target, overwrite)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import uuid
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -16,10 +17,11 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 
-from index.build import build_index
+from index.build import build_index, refuse_existing, swap_into_place
 from index.docstore import DocStore
 from index.errors import CorruptIndexError, IndexNotFoundError, IndexVersionError
 from index.format import DOCSTORE, ENCODER_DIR, FORMAT_NAME, FORMAT_VERSION, MANIFEST
+from index.segments import FIRST_SEGMENT, SEGMENTS_DIR, is_segmented, write_first_commit
 from sparseretr.sparse import SparseVectors
 
 # Format version -> files holding (term_ptr, post_docs, post_impacts, doc_ids) as plain .npy.
@@ -97,3 +99,32 @@ def upgrade_index(
         build_info=build,
         overwrite=overwrite or dst is None,
     )
+
+
+def upgrade(src: str | Path, dst: str | Path | None = None) -> Path:
+    """Bring an index of any older layout to the current one: a segmented index whose segments
+    are in the current format (a plain folder becomes its first segment, unchanged when
+    already current). In place by default, atomically; returns the upgraded index."""
+    src = Path(src)
+    if is_segmented(src):
+        if dst is not None:
+            raise ValueError(f"{src} is already current; copy it instead")
+        return src
+    manifest = _manifest(src)
+    target = Path(dst if dst is not None else src).absolute()
+    if dst is not None:
+        refuse_existing(target, overwrite=False)
+    tmp = target.parent / f".{target.name}.tmp-{uuid.uuid4().hex[:12]}"
+    seg_dir = tmp / SEGMENTS_DIR / FIRST_SEGMENT
+    try:
+        if manifest.get("format_version") == FORMAT_VERSION:
+            seg_dir.parent.mkdir(parents=True)
+            shutil.copytree(src, seg_dir)  # a copy: a crash leaves src as it was
+        else:
+            upgrade_index(src, seg_dir)
+        write_first_commit(tmp)
+        swap_into_place(tmp, target, overwrite=dst is None)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return target

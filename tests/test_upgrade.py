@@ -76,3 +76,31 @@ def test_upgrade_v1_keeps_postings_docs_and_companions(tmp_path: Path):
         np.testing.assert_allclose(
             idx.term_weights(d, terms), dense[d, terms], atol=scale / 2 + 1e-6
         )
+
+
+def test_upgrade_makes_a_plain_index_segmented_and_writable(tmp_path: Path):
+    from index import build_index
+    from index.segments import Snapshot, is_segmented
+    from index.upgrade import upgrade
+    from index.writer import IndexWriter
+
+    rng = np.random.default_rng(1)
+    dense = (rng.random((30, 20)) < 0.3) * rng.random((30, 20)) * 2
+    vectors = SparseVectors.from_scipy(sp.csr_matrix(dense), 20)
+    plain = build_index(tmp_path / "plain", [f"d{i}" for i in range(30)], vectors,
+                        encoder_config={"kind": "test"})  # fmt: skip
+    queries = SparseVectors.from_scipy(sp.csr_matrix(rng.random((4, 20))), 20)
+    before = SparseIndex.open(plain).search(queries, 5)
+    assert not Snapshot.open(plain).writable
+    assert upgrade(plain) == plain.absolute() and is_segmented(plain)
+    snap = Snapshot.open(plain)
+    assert snap.writable and snap.n_docs == 30
+    got = snap.search("sparse", queries, 5)
+    assert [[h.internal for h in run] for run in got] == before[0].tolist()
+    assert upgrade(plain) == plain  # already current: nothing to do
+    IndexWriter(plain).close()  # takes writes now
+
+    scale = write_v1(tmp_path / "v1", vectors, [f"d{i}" for i in range(30)])
+    out = upgrade(tmp_path / "v1", tmp_path / "v1-new")
+    seg = Snapshot.open(out, dense=False).first.sparse  # the v1 fixture's dense/ is a stub
+    assert seg.scale == pytest.approx(scale) and (tmp_path / "v1" / "manifest.json").is_file()
