@@ -159,14 +159,15 @@ def read_manifest(root: Path) -> dict[str, Any]:
     if not isinstance(version, int) or isinstance(version, bool):
         raise ManifestError(f"{path}: format_version must be an integer, got {version!r}")
     if version != FORMAT_VERSION:
-        why = (
-            "an older sparseretr wrote it (version 2 added compact block postings)"
+        fix = (
+            "an older sparseretr wrote it (version 2 added compact block postings); convert it "
+            f"without re-encoding: `sparseretr index upgrade {root}`, or {REBUILD_HINT}"
             if version < FORMAT_VERSION
-            else "a newer sparseretr wrote it (or install the matching sparseretr)"
+            else f"a newer sparseretr wrote it: install the matching sparseretr, or {REBUILD_HINT}"
         )
         raise IndexVersionError(
             f"{root} uses index format_version {version}, this sparseretr reads version "
-            f"{FORMAT_VERSION}: {why}; {REBUILD_HINT}"
+            f"{FORMAT_VERSION}: {fix}"
         )
     missing = [k for k in _REQUIRED_KEYS if k not in manifest]
     if missing:
