@@ -383,3 +383,28 @@ def test_pyserini_bm25_flat_matches_published_scifact(tmp_path: Path) -> None:
     m = evaluate(data.qrels, run.results, k_values=(10, 100))
     assert m["NDCG@10"] == pytest.approx(0.6789, abs=5e-4)
     assert m["Recall@100"] == pytest.approx(0.9253, abs=5e-4)
+
+
+def test_attach_dense_checks_documents(tmp_path: Path) -> None:
+    import numpy as np
+
+    from eval.attach_dense import attach_dense
+    from index import build_index
+    from index.dense import DenseIndex
+    from index.segments import Snapshot
+    from sparseretr.sparse import SparseVectors
+
+    vecs = SparseVectors.from_rows([([1, 2], [1.0, 2.0])] * 4, 8)
+    ids = ["a", "b", "c", "d"]
+    emb = np.eye(4, 6, dtype=np.float32)
+    dense = {"dense": DenseIndex.writer(emb, {"model": "m"})}
+    src = build_index(tmp_path / "src", ids, vecs, encoder_config={}, extras=dense)
+    dst = build_index(tmp_path / "dst", ids, vecs, encoder_config={})
+    other = build_index(tmp_path / "other", ["a", "b", "d", "c"], vecs, encoder_config={})
+    with pytest.raises(ValueError, match="same order"):
+        attach_dense(other, src)
+    attach_dense(dst, src)
+    snap = Snapshot.open(dst)
+    assert snap.has_side("dense") and np.array_equal(snap.first.dense.vectors, emb)
+    with pytest.raises(FileExistsError):
+        attach_dense(dst, src)
