@@ -108,6 +108,7 @@ def create_app(
                 continue
             try:
                 await anyio.to_thread.run_sync(eng.refresh)
+                metrics.set_index_stats(eng.stats())
             except Exception:  # logged and retried: acknowledged writes stay in the log
                 log.exception("periodic refresh failed")
 

@@ -330,6 +330,7 @@ def test_upsert_then_refresh_makes_it_searchable(client: TestClient, engine: Fak
     assert "new1" not in [h["id"] for h in hits]  # not before the refresh
     r = client.post("/refresh")
     assert r.status_code == 200 and r.json()["n_docs"] == len(DOCS) + 1
+    assert f"sparseretr_index_documents {float(len(DOCS) + 1)}" in client.get("/metrics").text
     hits = client.post("/search", json={"query": "owls", "mode": "sparse"}).json()["hits"]
     assert hits[0]["id"] == "new1" and hits[0]["title"] == "Sleeping owls"
     assert client.get("/documents/new1").json()["text"] == doc["text"]

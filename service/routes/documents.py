@@ -15,9 +15,10 @@ import anyio.to_thread
 from fastapi import APIRouter, Depends, Path, Query
 from fastapi.exceptions import RequestValidationError
 
-from service.deps import EngineDep, SettingsDep, require_api_key
+from service.deps import EngineDep, MetricsDep, SettingsDep, require_api_key
 from service.engine_protocol import engine_docstore
 from service.errors import ApiError
+from service.metrics import Metrics
 from service.schemas import Document, DocumentsUpsert, ErrorResponse, RefreshResult, WriteAck
 
 router = APIRouter(tags=["documents"])
@@ -40,15 +41,20 @@ def _writable(engine: Any) -> None:
         )  # fmt: skip
 
 
-async def _refresh(engine: Any) -> RefreshResult:
+async def _refresh(engine: Any, metrics: Metrics) -> RefreshResult:
     snap = await anyio.to_thread.run_sync(engine.refresh)
+    metrics.set_index_stats(engine.stats())
     return RefreshResult(generation=snap.generation, n_docs=snap.n_docs,
                          segments=len(snap.segments))  # fmt: skip
 
 
 @router.post("/documents", responses=_WRITE_ERRORS, dependencies=[Depends(require_api_key)])
 async def upsert_documents(
-    body: DocumentsUpsert, engine: EngineDep, settings: SettingsDep, refresh: bool = Refresh
+    body: DocumentsUpsert,
+    engine: EngineDep,
+    settings: SettingsDep,
+    metrics: MetricsDep,
+    refresh: bool = Refresh,
 ) -> WriteAck:
     """Insert or replace documents by id; answers once the write is durable."""
     if len(body.documents) > settings.max_batch:
@@ -61,14 +67,14 @@ async def upsert_documents(
     docs = [d.model_dump() for d in body.documents]
     seq = await anyio.to_thread.run_sync(engine.upsert, docs)
     if refresh:
-        await _refresh(engine)
+        await _refresh(engine, metrics)
     return WriteAck(seq=seq, ids=[d["id"] for d in docs], searchable=refresh)
 
 
 @router.delete("/documents/{doc_id}", responses=_WRITE_ERRORS,
                dependencies=[Depends(require_api_key)])  # fmt: skip
 async def delete_document(
-    engine: EngineDep, doc_id: str = DocId, refresh: bool = Refresh
+    engine: EngineDep, metrics: MetricsDep, doc_id: str = DocId, refresh: bool = Refresh
 ) -> WriteAck:
     """Delete a document; 404 when no live document has this id."""
     _writable(engine)
@@ -77,15 +83,15 @@ async def delete_document(
         raise ApiError(404, "document_not_found", f"no document with id {doc_id!r}",
                        {"id": doc_id})  # fmt: skip
     if refresh:
-        await _refresh(engine)
+        await _refresh(engine, metrics)
     return WriteAck(seq=seq, ids=[doc_id], searchable=refresh)
 
 
 @router.post("/refresh", responses=_WRITE_ERRORS, dependencies=[Depends(require_api_key)])
-async def refresh_index(engine: EngineDep) -> RefreshResult:
+async def refresh_index(engine: EngineDep, metrics: MetricsDep) -> RefreshResult:
     """Make every acknowledged write searchable now (one commit)."""
     _writable(engine)
-    return await _refresh(engine)
+    return await _refresh(engine, metrics)
 
 
 @router.get("/documents/{doc_id}", response_model=Document,
