@@ -30,11 +30,25 @@ def corpus_file(path: str | Path) -> Path:
     return p
 
 
+def _open_text(p: Path):
+    opener = gzip.open if p.suffix == ".gz" else open
+    return opener(p, "rt", encoding="utf-8")
+
+
+def count_documents(path: str | Path) -> int:
+    """How many documents iter_corpus will yield (non-blank lines), without parsing JSON.
+
+    Reads lines exactly as iter_corpus does (text mode, same newline rules), so the count and
+    the stream agree; a malformed line still fails later, in iter_corpus, with its line number.
+    """
+    with _open_text(corpus_file(path)) as f:
+        return sum(1 for line in f if line.strip())
+
+
 def iter_corpus(path: str | Path) -> Iterator[dict[str, Any]]:
     """Yield {"id", "title", "text", "metadata"} per line; `_id` (BEIR) or `id` names the doc."""
     p = corpus_file(path)
-    opener = gzip.open if p.suffix == ".gz" else open
-    with opener(p, "rt", encoding="utf-8") as f:
+    with _open_text(p) as f:
         for n, line in enumerate(f, 1):
             if not line.strip():
                 continue

@@ -7,27 +7,65 @@ Optional companions go in the same atomic build, in the same document order: a d
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from index import build_index
 from sparseretr.corpus import doc_text, iter_corpus
 from sparseretr.encoders import BM25Encoder, SparseEncoder
+from sparseretr.sparse import SparseVectors
 
 
 @dataclass
 class BuildSummary:
+    """What a build printed at the end: enough to size the next one (rates, bytes, phases)."""
+
     path: Path
     n_docs: int
     n_postings: int
     nnz_per_doc: float
     encode_s: float
     total_s: float
+    bytes_on_disk: int = 0
+    phases_s: dict[str, float] = field(default_factory=dict)
+    shards: dict[str, Any] | None = None  # batch builds: total, reused, shard_size, workers
+
+    @classmethod
+    def of(
+        cls,
+        path: Path,
+        n_docs: int,
+        nnz: int,
+        *,
+        encode_s: float,
+        t_start: float,
+        phases_s: dict[str, float],
+        shards: dict[str, Any] | None = None,
+    ) -> BuildSummary:
+        """The summary of a build that started at perf_counter() t_start and just finished."""
+        return cls(
+            path=path,
+            n_docs=n_docs,
+            n_postings=nnz,
+            nnz_per_doc=nnz / n_docs,
+            encode_s=encode_s,
+            total_s=time.perf_counter() - t_start,
+            bytes_on_disk=folder_bytes(path),
+            phases_s=phases_s,
+            shards=shards,
+        )
 
     def as_dict(self) -> dict[str, Any]:
-        return {**self.__dict__, "path": str(self.path)}
+        d = {**self.__dict__, "path": str(self.path)}
+        d["docs_per_s"] = round(self.n_docs / self.encode_s, 1) if self.encode_s > 0 else None
+        d["phases_s"] = {k: round(v, 3) for k, v in self.phases_s.items()}
+        return {k: v for k, v in d.items() if v is not None}
+
+
+def folder_bytes(path: Path) -> int:
+    return sum(p.stat().st_size for p in Path(path).rglob("*") if p.is_file())
 
 
 def _bm25_extra(ids: list[str], texts: list[str]) -> Callable[[Path], None]:
@@ -44,6 +82,42 @@ def _bm25_extra(ids: list[str], texts: list[str]) -> Callable[[Path], None]:
         )
 
     return write
+
+
+def write_index(
+    out: Path,
+    ids: Sequence[str],
+    vectors: SparseVectors,
+    encoder: SparseEncoder,
+    *,
+    docs: Iterable[dict[str, Any]] | None,
+    texts: Sequence[str] | None = None,
+    dense: Callable[[Path], None] | None = None,
+    with_bm25: bool = False,
+    build_info: dict[str, Any] | None = None,
+    overwrite: bool = False,
+) -> Path:
+    """The one final step of every build path: vectors + companions -> an atomic index folder.
+
+    texts (doc_text of each doc, in ids order) are needed only for the BM25 companion.
+    """
+    extras: dict[str, Callable[[Path], None]] = {"encoder": encoder.save_state}
+    if dense is not None:
+        extras["dense"] = dense
+    if with_bm25 and encoder.kind != "bm25":
+        if texts is None:
+            raise ValueError("the BM25 companion needs the document texts")
+        extras["bm25"] = _bm25_extra(list(ids), list(texts))
+    return build_index(
+        out,
+        ids,
+        vectors,
+        encoder_config=encoder.config(),
+        extras=extras,
+        docs=docs,
+        build_info=build_info,
+        overwrite=overwrite,
+    )
 
 
 def build_from_corpus(
@@ -75,31 +149,32 @@ def build_from_corpus(
     encoder.fit(texts)
     vectors = encoder.encode_documents(texts, batch_size=batch_size, show_progress=show_progress)
     encode_s = time.perf_counter() - t0
-    extras: dict[str, Callable[[Path], None]] = {"encoder": encoder.save_state}
+    dense = None
     if dense_model:
         from sparseretr.engine import build_dense_extra
 
-        extras["dense"] = build_dense_extra(texts, model=dense_model)
-    if with_bm25 and encoder.kind != "bm25":
-        extras["bm25"] = _bm25_extra(ids, texts)
-    path = build_index(
+        dense = build_dense_extra(texts, model=dense_model)
+    t1 = time.perf_counter()
+    path = write_index(
         out,
         ids,
         vectors,
-        encoder_config=encoder.config(),
-        extras=extras,
+        encoder,
         docs=docs,
+        texts=texts,
+        dense=dense,
+        with_bm25=with_bm25,
         build_info={
             "encode_s": round(encode_s, 3),
             "device": str(getattr(encoder, "device", "cpu")),
         },
         overwrite=overwrite,
     )
-    return BuildSummary(
-        path=path,
-        n_docs=len(docs),
-        n_postings=vectors.nnz,
-        nnz_per_doc=vectors.nnz / len(docs),
+    return BuildSummary.of(
+        path,
+        len(docs),
+        vectors.nnz,
         encode_s=encode_s,
-        total_s=time.perf_counter() - t_start,
+        t_start=t_start,
+        phases_s={"encode": encode_s, "write": time.perf_counter() - t1},
     )
