@@ -33,6 +33,37 @@ def _add_encoder_args(p: argparse.ArgumentParser) -> None:
     )
 
 
+def _add_batch_args(p: argparse.ArgumentParser) -> None:
+    from sparseretr.batch import DEFAULT_SHARD_SIZE
+
+    g = p.add_argument_group(
+        "batch job (encoded shards go to OUT.work/; a killed build resumes where it stopped)"
+    )
+    g.add_argument(
+        "--shard-size",
+        type=int,
+        default=DEFAULT_SHARD_SIZE,
+        help=f"documents per shard, the unit of resume and of work (default {DEFAULT_SHARD_SIZE})",
+    )
+    g.add_argument(
+        "--workers",
+        type=int,
+        help="encoder workers (default: one per core, at most one per pending shard; "
+        "one per GPU when GPUs are present; Ray: the cluster's CPUs or GPUs)",
+    )
+    g.add_argument("--keep-work", action="store_true", help="keep OUT.work/ after the build")
+    g.add_argument(
+        "--ray",
+        action="store_true",
+        help="encode on Ray Data actors (pip install 'sparseretr[ray]')",
+    )
+    g.add_argument(
+        "--ray-address",
+        metavar="ADDR",
+        help="Ray cluster to join ('auto', host:port, ray://...; default: start a local one)",
+    )
+
+
 def _add_fusion_args(p: argparse.ArgumentParser) -> None:
     from sparseretr.fusion import DEFAULTS
 
@@ -70,22 +101,35 @@ def _encoder_from_args(a: argparse.Namespace):
 
 
 def cmd_index_build(a: argparse.Namespace) -> int:
+    from sparseretr.batch import BatchOptions, build_batch, work_dir_for
     from sparseretr.corpus import corpus_file
-    from sparseretr.indexing import build_from_corpus
 
     corpus_file(a.corpus)  # fail on a wrong path before loading any model
-    if Path(a.out).exists() and not a.overwrite:
+    out = Path(a.out)
+    # An existing output is refused now, before loading a model, unless a work folder beside
+    # it may say that this same job published it and was killed before cleaning up.
+    if out.exists() and not a.overwrite and not work_dir_for(out).is_dir():
         raise FileExistsError(f"{a.out} already exists; pass --overwrite to replace it")
-    summary = build_from_corpus(
-        a.corpus,
-        a.out,
-        _encoder_from_args(a),
-        limit=a.limit,
-        overwrite=a.overwrite,
-        show_progress=not a.quiet,
+    if a.ray:
+        from sparseretr.batch.ray_runner import require_ray
+
+        require_ray()  # fail before encoding anything
+    options = BatchOptions(
+        shard_size=a.shard_size,
+        workers=a.workers,
+        ray=a.ray,
+        ray_address=a.ray_address,
+        keep_work=a.keep_work,
         dense_model=a.dense,
         with_bm25=a.with_bm25,
+        limit=a.limit,
+        batch_size=a.batch_size,
+        device=a.device,
+        dtype=a.dtype,
+        overwrite=a.overwrite,
+        show_progress=not a.quiet,
     )
+    summary = build_batch(a.corpus, a.out, _encoder_from_args(a), options)
     print(json.dumps(summary.as_dict(), indent=2))
     return 0
 
@@ -229,6 +273,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="also build a dense index (default model all-MiniLM-L6-v2) for hybrid",
     )
     b.add_argument("--with-bm25", action="store_true", help="also build a BM25 index (mode bm25)")
+    _add_batch_args(b)
     _add_encoder_args(b)
     b.set_defaults(func=cmd_index_build)
     i = ix.add_parser("info", help="print an index manifest")
