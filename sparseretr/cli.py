@@ -136,39 +136,50 @@ def cmd_index_build(a: argparse.Namespace) -> int:
 
 def cmd_index_info(a: argparse.Namespace) -> int:
     from index import SparseIndex
+    from index.segments import SEGMENTS_DIR, is_segmented, read_commit
 
-    idx = SparseIndex.open(a.index, verify=a.verify)
-    print(json.dumps(idx.manifest, indent=2))
+    if is_segmented(a.index):
+        commit = read_commit(Path(a.index))
+        for seg in commit["segments"]:  # opening checks each one (and sha256 with --verify)
+            idx = SparseIndex.open(Path(a.index) / SEGMENTS_DIR / seg["name"], verify=a.verify)
+            seg["manifest"] = idx.manifest
+            idx.close()
+        print(json.dumps(commit, indent=2))
+    else:
+        idx = SparseIndex.open(a.index, verify=a.verify)
+        print(json.dumps(idx.manifest, indent=2))
     if a.verify:
         print("checksums: ok", file=sys.stderr)
     return 0
 
 
 def cmd_index_upgrade(a: argparse.Namespace) -> int:
-    from index.upgrade import upgrade_index
+    from index.upgrade import upgrade
 
-    path = upgrade_index(a.index, a.out)
+    path = upgrade(a.index, a.out)
     print(f"upgraded: {path}")
     return 0
 
 
 def cmd_search(a: argparse.Namespace) -> int:
-    from sparseretr.search import SparseSearcher
+    from sparseretr.engine import Engine
 
-    searcher = SparseSearcher.open(a.index)
     query = " ".join(a.query).strip()
     if not query:
         raise ValueError("the query is empty")
-    qvec = searcher.encode([query])
-    hits = searcher.search_vectors(qvec, a.k)[0]
-    store = searcher.index.docstore
-    out = []
-    for rank, h in enumerate(hits, 1):
-        doc = (store.get(h.id) if store is not None else None) or {}
-        row = {"rank": rank, "id": h.id, "score": round(h.score, 4), "title": doc.get("title", "")}
-        if a.explain:
-            row["matched"] = searcher.explain(qvec, h.internal)[:10]
-        out.append(row)
+    engine = Engine.open(a.index, dense=a.mode in ("dense", "hybrid"), bm25=a.mode == "bm25")
+    try:
+        (res,) = engine.search([query], k=a.k, mode=a.mode, explain=a.explain)
+        out = []
+        for rank, h in enumerate(res.hits, 1):
+            doc = engine.docstore.get(h.id) or {}
+            row = {"rank": rank, "id": h.id, "score": round(h.score, 4)}
+            row["title"] = doc.get("title", "")
+            if a.explain and res.explain is not None:
+                row["matched"] = res.explain[h.id][:10]
+            out.append(row)
+    finally:
+        engine.close()
     if a.json:
         print(json.dumps(out, indent=2))
     else:
@@ -289,6 +300,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--index", required=True)
     s.add_argument("query", nargs="+")
     s.add_argument("-k", type=int, default=10)
+    s.add_argument(
+        "--mode", default="sparse", choices=["sparse", "dense", "hybrid", "bm25"],
+        help="which side(s) to search (dense and hybrid load the dense model)",
+    )  # fmt: skip
     s.add_argument("--explain", action="store_true", help="show matched tokens and weights")
     s.add_argument("--json", action="store_true")
     s.set_defaults(func=cmd_search)

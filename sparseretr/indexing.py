@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from index import build_index
+from index.segments import build_segmented
 from sparseretr.corpus import doc_text, iter_corpus
 from sparseretr.encoders import BM25Encoder, SparseEncoder
 from sparseretr.sparse import SparseVectors
@@ -104,11 +105,11 @@ def write_index(
     extras: dict[str, Callable[[Path], None]] = {"encoder": encoder.save_state}
     if dense is not None:
         extras["dense"] = dense
-    if with_bm25 and encoder.kind != "bm25":
+    if with_bm25:
         if texts is None:
             raise ValueError("the BM25 companion needs the document texts")
         extras["bm25"] = _bm25_extra(list(ids), list(texts))
-    return build_index(
+    return build_segmented(  # segmented: the service can take writes on it
         out,
         ids,
         vectors,

@@ -61,6 +61,10 @@ def build(corpus: Path, out: Path, *extra: str) -> None:
 
 def index_content(path: Path) -> dict[str, object]:
     """Everything an index holds, minus what legitimately differs per run (times, dates)."""
+    if (path / "segments").is_dir():  # a segmented index: its commit point + its one segment
+        commit = json.loads((path / "commit-00000001.json").read_text())
+        commit.pop("created")
+        return {"commit": commit, **index_content(path / "segments" / "seg-000000")}
     content: dict[str, object] = {}
     for f in sorted(path.rglob("*")):
         rel = f.relative_to(path).as_posix()
@@ -98,7 +102,7 @@ def corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def reference(corpus: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("reference") / "index"
     build(corpus, out)
-    ids = np.load(out / "doc_ids.npy").astype(str).tolist()
+    ids = np.load(out / "segments" / "seg-000000" / "doc_ids.npy").astype(str).tolist()
     assert ids == [f"doc{i}" for i in range(N_DOCS)]  # every doc once, in corpus order
     assert not work_dir_for(out).exists()  # the work folder goes after a successful build
     return out
@@ -279,7 +283,8 @@ def test_dense_companion_resumes(tmp_path: Path, capsys):
     assert main(build_args(corpus, resumed, "--dense")) == 0
     assert json.loads(capsys.readouterr().out)["shards"]["reused"] == 1
     assert_same_index(full, resumed)  # includes dense/faiss.index and dense.json bytes
-    assert (resumed / "dense" / "faiss.index").stat().st_size > 30 * 384 * 4
+    faiss_file = resumed / "segments" / "seg-000000" / "dense" / "faiss.index"
+    assert faiss_file.stat().st_size > 30 * 384 * 4
 
 
 def test_summary_reports_phases_and_resume(corpus: Path, tmp_path: Path, capsys):

@@ -44,15 +44,18 @@ def test_build_search_info(bm25_index: Path, capsys):
     assert main(["search", "--index", str(bm25_index), "cancer", "--explain"]) == 0
     assert "cancer" in capsys.readouterr().out
     assert main(["index", "info", str(bm25_index), "--verify"]) == 0
-    manifest = json.loads(capsys.readouterr().out)
-    assert manifest["n_docs"] == 6 and manifest["encoder_config"]["kind"] == "bm25"
+    info = json.loads(capsys.readouterr().out)
+    (seg,) = info["segments"]  # a fresh build: one segment, nothing deleted
+    assert info["generation"] == 1 and seg["n_docs"] == 6 and seg["n_deleted"] == 0
+    assert seg["manifest"]["n_docs"] == 6 and seg["manifest"]["encoder_config"]["kind"] == "bm25"
 
 
 def test_build_with_dense_and_bm25_then_hybrid_eval(tiny_beir: Path, tmp_path: Path, capsys):
     out = tmp_path / "hybrid"
     assert main(["index", "build", "--corpus", str(tiny_beir), "--out", str(out),
                  "--encoder", "inference-free", "--dense", "--with-bm25", "--quiet"]) == 0
-    assert (out / "dense" / "dense.json").is_file() and (out / "bm25" / "manifest.json").is_file()
+    seg = out / "segments" / "seg-000000"
+    assert (seg / "dense" / "dense.json").is_file() and (seg / "bm25" / "manifest.json").is_file()
     capsys.readouterr()
     assert main(["eval", "beir", str(tiny_beir), "--index", str(out), "-k", "10",
                  "--out", str(tmp_path / "runs"), "--mode", "dense", "--mode", "bm25",
@@ -84,7 +87,7 @@ def test_splade_build_and_eval(tiny_beir: Path, tmp_path: Path, capsys):
     )
     summary = json.loads(capsys.readouterr().out)
     assert summary["n_docs"] == 5 and summary["nnz_per_doc"] > 0
-    assert (out / "encoder" / "idf.json").is_file()
+    assert (out / "segments" / "seg-000000" / "encoder" / "idf.json").is_file()
     assert (
         main(
             [
@@ -126,7 +129,7 @@ def test_user_errors_are_one_line(argv, message, capsys):
 
 
 def test_existing_index_is_not_overwritten(bm25_index: Path, tiny_beir: Path, capsys):
-    before = (bm25_index / "manifest.json").read_text()
+    before = (bm25_index / "commit-00000001.json").read_text()
     assert (
         main(
             [
@@ -144,13 +147,13 @@ def test_existing_index_is_not_overwritten(bm25_index: Path, tiny_beir: Path, ca
         == 2
     )
     assert "--overwrite" in capsys.readouterr().err
-    assert (bm25_index / "manifest.json").read_text() == before
+    assert (bm25_index / "commit-00000001.json").read_text() == before
 
 
 def test_corrupt_index_and_empty_query(bm25_index: Path, tmp_path: Path, capsys):
     broken = tmp_path / "broken"
     shutil.copytree(bm25_index, broken)
-    (broken / "post_docs.npy").write_bytes(b"garbage")
+    (broken / "segments" / "seg-000000" / "post_docs.npy").write_bytes(b"garbage")
     assert main(["search", "--index", str(broken), "cancer"]) == 2
     assert "rebuild" in capsys.readouterr().err
     assert main(["search", "--index", str(bm25_index), "  "]) == 2

@@ -66,9 +66,9 @@ def built(tmp_path_factory: pytest.TempPathFactory):
             path,
             create_encoder("bm25"),
             dense_model="all-MiniLM-L6-v2",
+            with_bm25=True,
             show_progress=False,
         )
-        build_from_corpus(corpus, path / "bm25", create_encoder("bm25"), show_progress=False)
         engine = Engine.open(path)
     assert seen_configs == [encoder.config()]  # the query encoder comes from dense.json
     yield engine, path
@@ -82,8 +82,9 @@ def engine(built) -> Engine:
 
 def test_layout_and_modes(built) -> None:
     engine, path = built
-    assert (path / DENSE_DIR / "dense.json").is_file()
-    manifest = SparseIndex.open(path, verify=True).manifest
+    seg = engine.snapshot.first.sparse.path
+    assert (seg / DENSE_DIR / "dense.json").is_file()
+    manifest = SparseIndex.open(seg, verify=True).manifest
     assert "dense/faiss.index" in manifest["files"]  # hashed with the rest by verify=True
     assert engine.modes == ALL_MODES and engine.default_mode == "hybrid"
     stats = engine.stats()
@@ -121,7 +122,7 @@ def test_single_modes_match_their_searchers(built) -> None:
     engine, path = built
     q = ["young cats sleeping"]
     (sparse,) = engine.search(q, k=5, mode="sparse")
-    expected = SparseSearcher.open(path).search(q, 5)[0]
+    expected = SparseSearcher.open(engine.snapshot.first.sparse.path).search(q, 5)[0]
     assert [(h.id, h.score) for h in sparse.hits] == expected
     assert all(set(h.components) == {"sparse"} for h in sparse.hits)
     assert sparse.hits[0].components["sparse"] == {"score": sparse.hits[0].score, "rank": 1}
@@ -196,7 +197,7 @@ def test_searcher_for_eval_runner(engine: Engine) -> None:
 def test_mismatched_dense_side_is_refused(built, tmp_path: Path) -> None:
     engine, path = built
     copy = tmp_path / "copy"
-    shutil.copytree(path, copy)
+    shutil.copytree(engine.snapshot.first.sparse.path, copy)
     shutil.rmtree(copy / DENSE_DIR)
     DenseIndex.writer(np.ones((3, engine.dense_encoder.dim), np.float32), {})(copy / DENSE_DIR)
     with pytest.raises(CorruptIndexError, match="replaced"):  # the manifest lists dense/ files

@@ -35,6 +35,7 @@ def test_ray_build_matches_single_process(tmp_path: Path):
     cli(corpus, tmp_path / "single", "--workers", "1")
     cli(corpus, tmp_path / "ray", "--ray", "--workers", "2")
     assert_same_index(tmp_path / "single", tmp_path / "ray")
-    build = json.loads((tmp_path / "ray" / "manifest.json").read_text())["build"]
+    seg = tmp_path / "ray" / "segments" / "seg-000000"
+    build = json.loads((seg / "manifest.json").read_text())["build"]
     assert build["runner"] == "ray" and build["workers"] == 2 and build["n_shards"] == 4
     assert not (tmp_path / "ray.work").exists()

@@ -23,7 +23,8 @@ def client(tiny_beir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterato
     )
     with TestClient(create_app(settings)) as c:
         yield c
-    assert (index / "dense").is_dir() and (index / "bm25").is_dir()
+    seg = index / "segments" / "seg-000000"
+    assert (seg / "dense").is_dir() and (seg / "bm25").is_dir()
 
 
 def test_ready_and_stats(client: TestClient) -> None:
