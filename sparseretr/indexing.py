@@ -14,7 +14,6 @@ from typing import Any
 
 from index import build_index
 from index.segments import build_segmented
-from sparseretr.corpus import doc_text, iter_corpus
 from sparseretr.encoders import BM25Encoder, SparseEncoder
 from sparseretr.sparse import SparseVectors
 
@@ -133,49 +132,12 @@ def build_from_corpus(
     overwrite: bool = False,
     show_progress: bool = True,
 ) -> BuildSummary:
-    out = Path(out)
-    if out.exists() and not overwrite:
-        raise FileExistsError(f"{out} already exists; pass --overwrite to replace it")
-    t_start = time.perf_counter()
-    docs = []
-    for doc in iter_corpus(corpus):
-        if limit is not None and len(docs) >= limit:
-            break
-        docs.append(doc)
-    if not docs:
-        raise ValueError(f"corpus {corpus} holds no documents")
-    ids = [d["id"] for d in docs]
-    texts = [doc_text(d) for d in docs]
-    t0 = time.perf_counter()
-    encoder.fit(texts)
-    vectors = encoder.encode_documents(texts, batch_size=batch_size, show_progress=show_progress)
-    encode_s = time.perf_counter() - t0
-    dense = None
-    if dense_model:
-        from sparseretr.engine import build_dense_extra
+    """Build an index the one way there is: the resumable batch job of `sparseretr index
+    build` (sparseretr.batch), with its defaults; the service's first start uses it too."""
+    from sparseretr.batch.job import BatchOptions, build_batch
 
-        dense = build_dense_extra(texts, model=dense_model)
-    t1 = time.perf_counter()
-    path = write_index(
-        out,
-        ids,
-        vectors,
-        encoder,
-        docs=docs,
-        texts=texts,
-        dense=dense,
-        with_bm25=with_bm25,
-        build_info={
-            "encode_s": round(encode_s, 3),
-            "device": str(getattr(encoder, "device", "cpu")),
-        },
-        overwrite=overwrite,
-    )
-    return BuildSummary.of(
-        path,
-        len(docs),
-        vectors.nnz,
-        encode_s=encode_s,
-        t_start=t_start,
-        phases_s={"encode": encode_s, "write": time.perf_counter() - t1},
-    )
+    options = BatchOptions(
+        dense_model=dense_model, with_bm25=with_bm25, limit=limit, batch_size=batch_size,
+        overwrite=overwrite, show_progress=show_progress,
+    )  # fmt: skip
+    return build_batch(corpus, out, encoder, options)
