@@ -30,6 +30,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -114,6 +115,19 @@ def fsync_dir(path: Path) -> None:
         pass
     finally:
         os.close(fd)
+
+
+def link_tree(src: Path, dst: Path) -> None:
+    """Copy a folder of immutable files as hard links where the filesystem allows (a model
+    or encoder state shared by many segments then costs its bytes once), else as copies."""
+
+    def link_or_copy(a: str, b: str) -> None:
+        try:
+            os.link(a, b)
+        except OSError:
+            shutil.copy2(a, b)
+
+    shutil.copytree(src, dst, copy_function=link_or_copy, dirs_exist_ok=True)
 
 
 def save_array(folder: Path, name: str, arr: np.ndarray) -> None:

@@ -28,7 +28,7 @@ import numpy as np
 from index.build import build_index
 from index.dense import DenseIndex
 from index.errors import SparseIndexError
-from index.format import BM25_DIR, ENCODER_DIR, fsync_dir
+from index.format import BM25_DIR, ENCODER_DIR, fsync_dir, link_tree
 from index.segments import (
     DELETES_DIR,
     LOCK_FILE,
@@ -475,7 +475,7 @@ def _acquire(root: Path) -> TextIO:
 
 def _copier(src: Path) -> Any:
     def copy(folder: Path) -> None:
-        shutil.copytree(src, folder, dirs_exist_ok=True)
+        link_tree(src, folder)
 
     return copy
 

@@ -64,3 +64,24 @@ def resolve_model(name_or_path: str | os.PathLike[str]) -> Path:
             f"Hub ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}). Pass a local "
             f"model folder, or use the embedded defaults {DEFAULT_SPLADE!r} / {DEFAULT_DENSE!r}."
         ) from e
+
+
+STATE_MODEL_DIR = "model"
+
+
+def save_model_in_state(model_ref: str, folder: Path) -> None:
+    """Keep a local model folder inside the index's encoder state, so the index still opens
+    when the training run that made the model is moved or deleted. Embedded defaults and Hub
+    ids are found again by name and are not copied. Hard links where possible: cheap."""
+    from index.format import link_tree
+
+    path = Path(model_ref).expanduser()
+    if path.is_dir() and _embedded(model_ref) is None:
+        link_tree(path.resolve(), Path(folder) / STATE_MODEL_DIR)
+
+
+def model_in_state(config: dict, state_dir: Path | None) -> str:
+    """The model an index's encoder loads: its own copy when it has one, else the reference."""
+    if state_dir is not None and (Path(state_dir) / STATE_MODEL_DIR / "config.json").is_file():
+        return str(Path(state_dir) / STATE_MODEL_DIR)
+    return str(config.get("model", DEFAULT_SPLADE))

@@ -162,3 +162,29 @@ def test_sparse_vectors_helpers():
     assert len(v.concat([v, v])) == 4
     with pytest.raises(ValueError):
         SparseVectors(np.array([1]), np.zeros(0, np.int32), np.zeros(0, np.float32), 3)
+
+
+def test_index_keeps_a_local_model_so_it_opens_after_the_run_is_gone(tmp_path) -> None:
+    import shutil
+
+    from index.segments import build_segmented
+    from sparseretr.engine import Engine
+
+    model = tmp_path / "run" / "model"
+    shutil.copytree(resolve_model("splade-tiny"), model)
+    enc = InferenceFreeEncoder(str(model), max_length=32)
+    texts = ["vitamin d and cancer", "protein folding in cells"]
+    enc.fit(texts)
+    path = build_segmented(
+        tmp_path / "idx", ["a", "b"], enc.encode_documents(texts),
+        encoder_config=enc.config(), extras={"encoder": enc.save_state},
+    )  # fmt: skip
+    shutil.rmtree(tmp_path / "run")  # the training run moved away
+    engine = Engine.open(path)
+    assert engine.search(["vitamin cancer"], k=1, mode="sparse")[0].hits[0].id == "a"
+    engine.close()
+    # The embedded default is found by name: never copied into an index.
+    state = tmp_path / "state"
+    state.mkdir()
+    create_encoder("splade", max_length=32).save_state(state)
+    assert not any(state.iterdir())

@@ -14,7 +14,7 @@ import numpy as np
 from sparseretr.encoders.base import SparseEncoder
 from sparseretr.encoders.splade import SpladeEncoder
 from sparseretr.idf import IDF_FILE, bm25_idf, document_frequencies, load_idf_json, save_idf_json
-from sparseretr.models import DEFAULT_SPLADE, resolve_model
+from sparseretr.models import DEFAULT_SPLADE, model_in_state, resolve_model
 from sparseretr.sparse import SparseVectors
 
 
@@ -73,6 +73,7 @@ class InferenceFreeEncoder(SparseEncoder):
         return {**self.doc_encoder.config(), "kind": self.kind, "idf_source": self.idf_source}
 
     def save_state(self, folder: Path) -> None:
+        self.doc_encoder.save_state(folder)
         if self.idf is not None:
             vocab = self.tokenizer.convert_ids_to_tokens(list(range(self.vocab_size)))
             save_idf_json(Path(folder) / IDF_FILE, self.idf, vocab)
@@ -86,7 +87,7 @@ class InferenceFreeEncoder(SparseEncoder):
             for k in ("max_length", "query_max_length", "top_k", "threshold")
             if k in config
         }
-        enc = cls(config.get("model", DEFAULT_SPLADE), **opts, **overrides)
+        enc = cls(model_in_state(config, state_dir), **opts, **overrides)
         if state_dir is not None and (Path(state_dir) / IDF_FILE).is_file():
             enc.idf = enc._read_idf(Path(state_dir) / IDF_FILE)
             enc.idf_source = config.get("idf_source", "index")

@@ -17,7 +17,7 @@ from torch import nn
 
 from sparseretr.encoders._torch import inference, pick_device, resolve_dtype
 from sparseretr.encoders.base import SparseEncoder
-from sparseretr.models import DEFAULT_SPLADE, resolve_model
+from sparseretr.models import DEFAULT_SPLADE, model_in_state, resolve_model, save_model_in_state
 from sparseretr.sparse import SparseVectors
 
 
@@ -122,7 +122,10 @@ class SpladeEncoder(SparseEncoder):
             for k in ("max_length", "query_max_length", "top_k", "threshold")
             if k in config
         }
-        return cls(config.get("model", DEFAULT_SPLADE), **opts, **overrides)
+        return cls(model_in_state(config, state_dir), **opts, **overrides)
+
+    def save_state(self, folder: Path) -> None:
+        save_model_in_state(self.model_ref, folder)
 
     # -- the work -------------------------------------------------------------------------
     def token_ids(
