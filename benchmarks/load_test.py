@@ -127,7 +127,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     p.add_argument("--in-process-queries", type=int, default=300)
     p.add_argument("--out", type=Path, default=None, help="results folder")
     a = p.parse_args(argv)
-    if not Path(a.index, "manifest.json").is_file():
+    if not Path(a.index).is_dir():
         sys.exit(f"no index at {a.index}: build it with `sparseretr index build ... --dense`")
 
     from eval import load_beir

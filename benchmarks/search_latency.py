@@ -44,16 +44,19 @@ DONE_MARKER = ".bench-complete"
 # ----------------------------------------------------------------------------- setup
 def open_or_build_index(path: Path, data: Path, encoder: str) -> Any:
     """Open the index at path, building it from the corpus first when it does not exist."""
-    from index import SparseIndex
+    from index.segments import Snapshot, is_segmented
 
-    if not (path / "manifest.json").is_file():
+    if not (path / "manifest.json").is_file() and not is_segmented(path):
         from sparseretr.encoders import create_encoder
         from sparseretr.indexing import build_from_corpus
 
         print(f"[search_latency] no index at {path}: building it with encoder {encoder!r} ...")
         summary = build_from_corpus(data, path, create_encoder(encoder), show_progress=True)
         print(f"[search_latency] built {summary.n_docs} docs in {summary.total_s:.0f}s")
-    return SparseIndex.open(path)
+    snap = Snapshot.open(path, dense=False)
+    if len(snap.segments) != 1:
+        raise SystemExit(f"{path} has {len(snap.segments)} segments; benchmark a batch build")
+    return snap.first.sparse
 
 
 def encode_queries(index: Any, data: Path, split: str, limit: int | None) -> tuple[list[str], Any]:
