@@ -302,6 +302,14 @@ class Snapshot:
         self, runs: list[tuple[int, np.ndarray, np.ndarray]], nq: int, k: int
     ) -> list[list[SegHit]]:
         out: list[list[SegHit]] = []
+        if len(runs) == 1:  # one segment: already in order, nothing to merge
+            si, ids, scores = runs[0]
+            doc_id = self.segments[si].sparse.doc_id
+            for row_ids, row_scores in zip(ids, scores, strict=True):
+                pairs = zip(row_ids, row_scores, strict=True)
+                hits = [SegHit(doc_id(int(i)), float(x), si, int(i)) for i, x in pairs if i >= 0]
+                out.append(hits[:k])
+            return out
         for q in range(nq):
             cand = [
                 (float(s), si, int(i))
