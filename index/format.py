@@ -31,6 +31,7 @@ import hashlib
 import json
 import os
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -128,6 +129,15 @@ def link_tree(src: Path, dst: Path) -> None:
             shutil.copy2(a, b)
 
     shutil.copytree(src, dst, copy_function=link_or_copy, dirs_exist_ok=True)
+
+
+def tree_writer(src: Path) -> Callable[[Path], None]:
+    """An extras writer for build_index that reproduces the folder src (via link_tree)."""
+
+    def write(folder: Path) -> None:
+        link_tree(src, folder)
+
+    return write
 
 
 def save_array(folder: Path, name: str, arr: np.ndarray) -> None:

@@ -20,7 +20,14 @@ import scipy.sparse as sp
 from index.build import build_index, refuse_existing, swap_into_place
 from index.docstore import DocStore
 from index.errors import CorruptIndexError, IndexNotFoundError, IndexVersionError
-from index.format import DOCSTORE, ENCODER_DIR, FORMAT_NAME, FORMAT_VERSION, MANIFEST
+from index.format import (
+    DOCSTORE,
+    ENCODER_DIR,
+    FORMAT_NAME,
+    FORMAT_VERSION,
+    MANIFEST,
+    tree_writer,
+)
 from index.segments import FIRST_SEGMENT, SEGMENTS_DIR, is_segmented, write_first_commit
 from sparseretr.sparse import SparseVectors
 
@@ -56,13 +63,6 @@ def _vectors(path: Path, manifest: dict[str, Any]) -> tuple[list[str], SparseVec
     return [i.decode("utf-8") for i in ids.tolist()], SparseVectors.from_scipy(matrix, vocab)
 
 
-def _copy(src: Path) -> Callable[[Path], None]:
-    def write(folder: Path) -> None:
-        shutil.copytree(src, folder, dirs_exist_ok=True)
-
-    return write
-
-
 def _upgrade_into(src: Path) -> Callable[[Path], None]:
     def write(folder: Path) -> None:
         upgrade_index(src, folder, overwrite=True)
@@ -82,8 +82,8 @@ def upgrade_index(
     extras: dict[str, Callable[[Path], None]] = {}
     for sub in sorted(p for p in src.iterdir() if p.is_dir()):
         nested = (sub / MANIFEST).is_file()
-        extras[sub.name] = _upgrade_into(sub) if nested else _copy(sub)
-    extras.setdefault(ENCODER_DIR, _copy(src / ENCODER_DIR))
+        extras[sub.name] = _upgrade_into(sub) if nested else tree_writer(sub)
+    extras.setdefault(ENCODER_DIR, tree_writer(src / ENCODER_DIR))
     docs = None
     if manifest.get("docstore"):
         with DocStore(src / DOCSTORE, readonly=True) as store:

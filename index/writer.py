@@ -28,7 +28,7 @@ import numpy as np
 from index.build import build_index
 from index.dense import DenseIndex
 from index.errors import SparseIndexError
-from index.format import BM25_DIR, ENCODER_DIR, fsync_dir, link_tree
+from index.format import BM25_DIR, ENCODER_DIR, fsync_dir, tree_writer
 from index.segments import (
     DELETES_DIR,
     LOCK_FILE,
@@ -306,14 +306,14 @@ class IndexWriter:
         """Write a segment like the first one: same encoders, quantization scales, companions."""
         first = self._snapshot.first
         scales = self._snapshot.commit["scales"]
-        extras: dict[str, Any] = {ENCODER_DIR: _copier(first.sparse.encoder_dir)}
+        extras: dict[str, Any] = {ENCODER_DIR: tree_writer(first.sparse.encoder_dir)}
         if bm25 is not None and first.bm25 is not None:
             b = first.bm25
 
             def write_bm25(folder: Path) -> None:
                 build_index(
                     folder, ids, bm25, encoder_config=b.encoder_config,
-                    extras={ENCODER_DIR: _copier(b.encoder_dir)}, overwrite=True,
+                    extras={ENCODER_DIR: tree_writer(b.encoder_dir)}, overwrite=True,
                     scale=scales.get("bm25"), block_size=b.block_size,
                 )  # fmt: skip
 
@@ -471,13 +471,6 @@ def _acquire(root: Path) -> TextIO:
     f.write(f"{os.getpid()}\n")
     f.flush()
     return f
-
-
-def _copier(src: Path) -> Any:
-    def copy(folder: Path) -> None:
-        link_tree(src, folder)
-
-    return copy
 
 
 def _stack_sparse(rows: list[tuple[SparseVectors | None, int]]) -> SparseVectors:

@@ -8,8 +8,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from index import SparseIndex
 from sparseretr.encoders import SparseEncoder, load_encoder
 from sparseretr.sparse import SparseVectors
@@ -90,17 +88,3 @@ class SparseSearcher:
             for t, a, b in zip(names, qw[keep], dw[keep], strict=True)
         ]
         return sorted(rows, key=lambda r: -r["contribution"])
-
-
-def exact_agreement(index: SparseIndex, queries: SparseVectors, k: int = 10) -> dict[str, float]:
-    """Share of queries whose Numba top-k equals brute force (ids; scores within float error)."""
-    ids, scores = index.search(queries, k)
-    bids, bscores = index.brute_force(queries, k)
-    same_ids = np.all(ids == bids, axis=1)
-    close = np.all(np.isclose(scores, bscores, rtol=1e-5, atol=1e-6), axis=1)
-    return {
-        "queries": float(len(queries)),
-        "same_ids": float(same_ids.mean()),
-        "same_scores": float(close.mean()),
-        "max_abs_score_diff": float(np.abs(scores - bscores).max()) if scores.size else 0.0,
-    }
