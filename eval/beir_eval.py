@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from .cost import sparse_cost
 from .data import load_beir
 from .metrics import evaluate
 from .report import SystemResult, markdown_table, write_report
@@ -66,7 +67,6 @@ def _engine_rows(
     base = {
         "index": str(path),
         "encoder": manifest.get("encoder_config"),
-        "nnz_per_doc": manifest.get("stats", {}).get("avg_nnz_per_doc"),
     }
     rows = []
     for mode in modes:
@@ -78,6 +78,8 @@ def _engine_rows(
             if mode == "sparse" and check_exact:
                 queries = engine.encode("sparse", list(data.queries.values()))
                 extra["exact_top10_vs_brute_force"] = engine.exact_agreement(queries)
+            if mode == "sparse":
+                extra.update(sparse_cost(engine, list(data.queries.values())))
             name = engine.name if mode == "sparse" else mode
             if fusion:
                 name = f"hybrid {fusion}"

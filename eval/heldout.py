@@ -16,8 +16,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
+from eval.cost import sparse_cost
 from eval.metrics import evaluate
 from eval.runner import run_retrieval
 
@@ -39,21 +38,6 @@ def heldout_metrics(config: str | Path, index: str | Path, mode: str = "sparse")
         engine.close()
     m = evaluate(data.qrels(rows), run.results, k_values=(10, 100))
     return {"queries": len(rows), "ndcg@10": m["NDCG@10"], "recall@100": m["Recall@100"], **cost}
-
-
-def sparse_cost(engine: Any, texts: list[str]) -> dict[str, float]:
-    """Non-zeros per document and query, and FLOPS = sum_t p_q(t) * p_d(t) (the expected
-    multiply-adds per query-document pair, as the trainer reports it) over the whole index."""
-    q = engine.encode("sparse", texts)
-    snap = engine.snapshot
-    df = sum(np.diff(np.asarray(s.sparse.block_postings["term_ptr"])) for s in snap.segments)
-    n_docs = sum(s.n_docs for s in snap.segments)
-    p_q = np.bincount(q.indices, minlength=q.vocab_size) / max(1, len(q))
-    return {
-        "nnz_per_doc": float(df.sum() / max(1, n_docs)),
-        "nnz_per_query": q.nnz / max(1, len(q)),
-        "flops": float(p_q @ (df / max(1, n_docs))),
-    }
 
 
 def main(argv: list[str] | None = None) -> int:

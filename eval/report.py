@@ -26,6 +26,9 @@ COLUMNS: tuple[tuple[str, str, str, str], ...] = (
     ("MAP@100", "metrics", "MAP@100", "{:.4f}"),
     ("p50 ms", "latency", "p50_ms", "{:.2f}"),
     ("p99 ms", "latency", "p99_ms", "{:.2f}"),
+    ("doc nnz", "extra", "nnz_per_doc", "{:.1f}"),  # sparse rows: eval.cost.sparse_cost
+    ("query nnz", "extra", "nnz_per_query", "{:.1f}"),
+    ("FLOPS", "extra", "flops", "{:.3f}"),
 )
 MISSING = "–"
 
@@ -53,7 +56,7 @@ def package_versions(names: Sequence[str] = VERSIONED_PACKAGES) -> dict[str, str
 
 
 def markdown_table(rows: Sequence[SystemResult]) -> str:
-    """``| System | nDCG@10 | R@100 | MRR@10 | MAP@100 | p50 ms | p99 ms | encode s |``."""
+    """``| System | nDCG@10 | R@100 | ... | p99 ms | doc nnz | query nnz | FLOPS | encode s |``."""
     headers = ["System", *(c[0] for c in COLUMNS), "encode s"]
     lines = [
         "| " + " | ".join(headers) + " |",

@@ -204,3 +204,19 @@ def test_mismatched_dense_side_is_refused(built, tmp_path: Path) -> None:
         Engine.open(copy)
     with pytest.raises(DenseIndexError, match="belongs to another build"):
         DenseIndex.open(copy / DENSE_DIR, n_docs=len(DOCS))
+
+
+def test_sparse_cost_matches_the_stored_vectors(engine: Engine) -> None:
+    """nnz and FLOPS from the postings equal the same figures counted on decoded doc vectors."""
+    from eval.cost import sparse_cost
+
+    texts = ["cats and kittens", "interest rates", "volcano lava magma", "zzzz"]
+    cost = sparse_cost(engine, texts)
+    seg = engine.snapshot.first
+    docs = seg.sparse.doc_vectors(np.arange(seg.n_docs))
+    q = engine.encode("sparse", texts)
+    p_d = np.bincount(docs.indices, minlength=docs.vocab_size) / seg.n_docs
+    p_q = np.bincount(q.indices, minlength=q.vocab_size) / len(texts)
+    assert cost["nnz_per_doc"] == pytest.approx(docs.nnz / seg.n_docs)
+    assert cost["nnz_per_query"] == pytest.approx(q.nnz / len(texts))
+    assert cost["flops"] == pytest.approx(float(p_q @ p_d)) and cost["flops"] > 0

@@ -307,7 +307,7 @@ def test_write_report(tmp_path: Path) -> None:
             {"NDCG@10": 0.67891, "Recall@100": 0.92533, "MRR@10": 0.6457, "MAP@100": float("nan")},
             {"p50_ms": 20.861, "p99_ms": 51.5, "qps": 47.7},
             encode_seconds=13.37,
-            extra={"k1": 0.9},
+            extra={"k1": 0.9, "nnz_per_doc": 81.96, "nnz_per_query": 12.04, "flops": 0.8237},
         ),
         SystemResult("no-timing", {"NDCG@10": 0.5}),
     ]
@@ -324,10 +324,15 @@ def test_write_report(tmp_path: Path) -> None:
 
     md = md_path.read_text()
     assert "scifact (test, 300 queries)" in md
-    header = "| System | nDCG@10 | R@100 | MRR@10 | MAP@100 | p50 ms | p99 ms | encode s |"
+    header = (
+        "| System | nDCG@10 | R@100 | MRR@10 | MAP@100 | p50 ms | p99 ms"
+        " | doc nnz | query nnz | FLOPS | encode s |"
+    )
     assert header in md
-    assert "| BM25 \\| flat | 0.6789 | 0.9253 | 0.6457 | – | 20.86 | 51.50 | 13.4 |" in md
-    assert "| no-timing | 0.5000 | – | – | – | – | – | – |" in md
+    row = "| BM25 \\| flat | 0.6789 | 0.9253 | 0.6457 | – | 20.86 | 51.50 | 82.0 | 12.0 | 0.824 |"
+    row += " 13.4 |"
+    assert row in md
+    assert "| no-timing | 0.5000 | – | – | – | – | – | – | – | – | – |" in md
     assert markdown_table(rows) in md
 
 
