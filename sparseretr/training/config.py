@@ -46,7 +46,8 @@ class OptimConfig:
     warmup_steps: int = 100
     schedule: str = "linear"  # linear decay to 0 after warm-up, or "constant"
     max_grad_norm: float = 1.0
-    dtype: str = "auto"  # autocast: auto (bf16/fp16 on GPU, fp32 on CPU), float32, bfloat16
+    # autocast: auto (bf16/fp16 on GPU; on CPU bf16 where native, else fp32), float32, bfloat16
+    dtype: str = "auto"
     device: str | None = None
     threads: int | None = None  # torch CPU threads (None: torch's default)
     deterministic: bool = False  # torch.use_deterministic_algorithms: bitwise repeatable, slower

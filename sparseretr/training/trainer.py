@@ -91,14 +91,14 @@ class Trainer:
         seed_everything(o.seed)
         self.data = data or load_training_data(cfg.data, o.seed)
         self.device = pick_device(o.device)
-        self.dtype = resolve_dtype(self.device, o.dtype)
+        self.dtype = resolve_dtype(self.device, o.dtype, cpu_bf16=True)
         self.inference_free = cfg.encoder == "inference-free"
         opts: dict[str, Any] = dict(
             max_length=cfg.data.max_length,
             query_max_length=cfg.data.query_max_length,
             batch_size=cfg.eval.batch_size,
             device=str(self.device),
-            dtype=o.dtype,
+            dtype={None: "float32"}.get(self.dtype, str(self.dtype).removeprefix("torch.")),
         )
         if self.inference_free:
             self.encoder: SpladeEncoder | InferenceFreeEncoder = InferenceFreeEncoder(
