@@ -34,7 +34,7 @@ eval: setup
 		--check-exact --baseline bm25
 
 # Issue 4: train on SciFact train, index SciFact with the trained model, evaluate on test.
-# `make trained CONFIG=scifact-inference-free` (13-55 min on 2 cores); the hybrid reuses the
+# `make trained CONFIG=scifact-inference-free` (~45-60 min on 2 CPU cores in fp32); the hybrid reuses the
 # base index's dense side (same corpus, same document order): `make index` first.
 CONFIG ?= scifact-inference-free
 trained: setup
