@@ -75,11 +75,11 @@ def _engine_rows(
             opts = {**options, "fusion": fusion} if fusion else {}
             searcher = engine.searcher(mode, **opts)
             extra = dict(base, mode=mode, **opts)
-            if mode == "sparse" and check_exact:
-                queries = engine.encode("sparse", list(data.queries.values()))
-                extra["exact_top10_vs_brute_force"] = engine.exact_agreement(queries)
             if mode == "sparse":
-                extra.update(sparse_cost(engine, list(data.queries.values())))
+                queries = engine.encode("sparse", list(data.queries.values()))
+                extra.update(sparse_cost(engine, queries))
+                if check_exact:
+                    extra["exact_top10_vs_brute_force"] = engine.exact_agreement(queries)
             name = engine.name if mode == "sparse" else mode
             if fusion:
                 name = f"hybrid {fusion}"

@@ -12,10 +12,9 @@ from typing import Any
 import numpy as np
 
 
-def sparse_cost(engine: Any, texts: list[str]) -> dict[str, float]:
+def sparse_cost(engine: Any, q: Any) -> dict[str, float]:
     """Non-zeros per document (every stored posting, deleted docs included) and per query, and
-    FLOPS of these queries against the whole index."""
-    q = engine.encode("sparse", texts)
+    FLOPS of these queries (SparseVectors from engine.encode) against the whole index."""
     segments = engine.snapshot.segments
     df = sum(np.diff(np.asarray(s.sparse.block_postings["term_ptr"])) for s in segments)
     n_docs = max(1, sum(s.n_docs for s in segments))

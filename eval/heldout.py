@@ -33,7 +33,9 @@ def heldout_metrics(config: str | Path, index: str | Path, mode: str = "sparse")
     engine = Engine.open(index, dense=mode in ("dense", "hybrid"), bm25=mode == "bm25")
     try:
         run = run_retrieval(engine.searcher(mode), queries, k=100, warmup=0)
-        cost = sparse_cost(engine, list(queries.values())) if mode == "sparse" else {}
+        cost = {}
+        if mode == "sparse":
+            cost = sparse_cost(engine, engine.encode("sparse", list(queries.values())))
     finally:
         engine.close()
     m = evaluate(data.qrels(rows), run.results, k_values=(10, 100))

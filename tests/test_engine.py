@@ -211,10 +211,10 @@ def test_sparse_cost_matches_the_stored_vectors(engine: Engine) -> None:
     from eval.cost import sparse_cost
 
     texts = ["cats and kittens", "interest rates", "volcano lava magma", "zzzz"]
-    cost = sparse_cost(engine, texts)
+    q = engine.encode("sparse", texts)
+    cost = sparse_cost(engine, q)
     seg = engine.snapshot.first
     docs = seg.sparse.doc_vectors(np.arange(seg.n_docs))
-    q = engine.encode("sparse", texts)
     p_d = np.bincount(docs.indices, minlength=docs.vocab_size) / seg.n_docs
     p_q = np.bincount(q.indices, minlength=q.vocab_size) / len(texts)
     assert cost["nnz_per_doc"] == pytest.approx(docs.nnz / seg.n_docs)

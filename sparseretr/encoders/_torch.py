@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 from collections.abc import Iterator
 
@@ -19,6 +20,7 @@ def pick_device(device: str | None = None) -> torch.device:
     return torch.device(device)
 
 
+@functools.cache
 def cpu_has_native_bf16() -> bool:
     """True when this CPU computes bf16 in hardware (AVX512-BF16 or AMX). Elsewhere torch
     emulates it, and autocast to bf16 is several times *slower* than fp32 (measured here on
