@@ -268,6 +268,22 @@ def test_inference_free_export_loads_everywhere(beir: Path, tmp_path: Path):
     np.testing.assert_allclose(st_q, our_q, atol=1e-5)
 
 
+def test_final_fit_without_heldout_trains_on_all_queries(beir: Path, tmp_path: Path):
+    """heldout 0: every train query is trained on, no evaluation is reported, the model exports."""
+    cfg = make_config(
+        beir,
+        tmp_path / "final",
+        data={"heldout_queries": 0},
+        optim={"max_steps": 2},
+        eval={"every_steps": 1},
+    )
+    report = Trainer(cfg, show_progress=False).train()
+    assert report["heldout_queries"] == 0 and report["train_queries"] == len(QUERIES)
+    assert report["eval"] == [] and report["steps"] == 2
+    meta = json.loads((Path(report["model_dir"]) / "sparseretr_config.json").read_text())
+    assert meta["encoder"] == "inference-free"
+
+
 def test_siamese_run_via_cli_exports_splade(beir: Path, tmp_path: Path):
     from sparseretr.cli import main
 
