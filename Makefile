@@ -37,8 +37,9 @@ eval: setup
 # `make trained CONFIG=scifact-inference-free` (~45-60 min on 2 CPU cores in fp32); the hybrid reuses the
 # base index's dense side (same corpus, same document order): `make index` first.
 CONFIG ?= scifact-inference-free
+TRAIN_ARGS ?=
 trained: setup
-	$(BIN)/sparseretr train --config configs/$(CONFIG).yaml --no-resume
+	$(BIN)/sparseretr train --config configs/$(CONFIG).yaml --no-resume $(TRAIN_ARGS)
 	$(BIN)/sparseretr index build --corpus $(DATA) --out indexes/$(CONFIG) --overwrite \
 		--encoder $$(case $(CONFIG) in *siamese*) echo splade;; *) echo inference-free;; esac) \
 		--model runs/$(CONFIG)/model --max-length 256
