@@ -457,7 +457,7 @@ class Trainer:
         if bar is not None:
             bar.close()
         evaluated = bool(self.history) and self.history[-1]["step"] == self.step
-        if stopped != "stop_at_step" and not evaluated and self.data.heldout.size:
+        if stopped != "stop_at_step" and not evaluated:
             self.evaluate("final")
         self.save_checkpoint()
         report = self.report(stopped, time.monotonic() - t_start, step_s)
