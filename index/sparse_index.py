@@ -45,6 +45,7 @@ from index.postings import (
     lookup_impacts,
 )
 from kernels import (
+    pruned_table_size,
     search_exhaustive,
     search_exhaustive_parallel,
     search_pruned,
@@ -70,6 +71,7 @@ class _Workspace(threading.local):
 
     ub: np.ndarray | None = None
     tab: np.ndarray | None = None
+    tab_terms: int = 0
     gen: np.ndarray | None = None
     cand: np.ndarray | None = None
     acc: np.ndarray | None = None
@@ -368,9 +370,10 @@ class SparseIndex:
             ws.gen = np.zeros(1, dtype=np.int64)
             ws.cand = np.empty(nb, dtype=np.int32)
             ws.tab = np.zeros(0, dtype=np.int64)
-        if ws.tab.size < n_terms * nb:
-            rows = max(n_terms, 2 * (ws.tab.size // max(nb, 1)), 16)
-            ws.tab = np.zeros(rows * nb, dtype=np.int64)
+        if ws.tab_terms < n_terms:
+            # Sized for the worst case, grown by doubling; pages never written stay unmapped.
+            ws.tab_terms = max(n_terms, 2 * ws.tab_terms, 16)
+            ws.tab = np.zeros(pruned_table_size(ws.tab_terms, nb), dtype=np.int64)
             ws.gen[0] = 0  # fresh table: stamps restart
         return ws.ub, ws.tab, ws.gen, ws.cand
 

@@ -5,6 +5,7 @@ Result order everywhere: score descending, ties broken by the smaller internal d
 """
 
 from kernels.scoring import (
+    pruned_table_size,
     search_exhaustive,
     search_exhaustive_parallel,
     search_pruned,
@@ -12,6 +13,7 @@ from kernels.scoring import (
 )
 
 __all__ = [
+    "pruned_table_size",
     "search_exhaustive",
     "search_exhaustive_parallel",
     "search_pruned",

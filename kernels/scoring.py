@@ -27,8 +27,11 @@ pass and the reset cost O(postings read), never O(n_docs).
 
 pruned (Block-Max Pruning, Mallia, Suel & Tonellotto, SIGIR 2024, on a sparse block-max):
 1. one sequential scan of each query term's block rows adds ``w * block_max`` into a per-block
-   upper bound and records where that term's postings for the block start (a per-query table
-   stamped with a generation number, so it is never cleared);
+   upper bound and appends (block, posting offset) to a per-query row list, written strictly
+   front to back; a small per-(term, chunk of 16 blocks) directory, stamped with a generation
+   number so it is never cleared, points at the term's last row in each chunk. Scattering
+   the offsets into a dense (term, block) table instead cost a third of the query: at 1M docs
+   it spans megabytes, so nearly every write missed the cache;
 2. blocks are visited best bound first (bucket lists over 1024 bound ranges) and scored
    exactly (block-local accumulator, terms in query order: the same float32 operations as
    the exhaustive path);
@@ -57,10 +60,12 @@ from numba import config, njit, prange
 # ceiling) because calling numba.get_num_threads() inside a kernel makes it uncacheable.
 _DEFAULT_CHUNKS = max(1, int(config.NUMBA_NUM_THREADS))
 
-# Pruning table entry: generation (bits 48..62) | count (40..47) | posting offset (0..39).
+# Pruning table: a directory of nv * n_chunks entries, generation (bits 48..62) | position
+# (0..39) of the term's last row in the chunk, then (block, posting offset) pairs, one per row,
+# each term's rows led by a (-1, _) pair and the last one followed by (-1, end offset).
 _GEN_SHIFT = 48
-_CNT_SHIFT = 40
 _OFF_MASK = (1 << 40) - 1
+_CHUNK_SHIFT = 4  # 16 blocks per directory chunk
 _GEN_LIMIT = 1 << 15
 _ESCAPE_STEP = 255  # a zero escape byte adds this much to the block id
 _STATS = 3  # per query: candidate blocks, blocks scored, block rows read
@@ -100,12 +105,11 @@ def _next_row(
         blk += x
     else:
         blk += g
-    if c > 1:
-        mx = np.int64(rows[r])
-        r += 1
-    else:
-        mx = np.int64(post_impacts[p])
-    return r, blk, c, mx
+    # Both loads, then a select: a branch on c > 1 mispredicts on most terms' rows.
+    m_row = np.int64(rows[min(r, rows.shape[0] - 1)])
+    m_post = np.int64(post_impacts[p])
+    multi = c > 1
+    return r + np.int64(multi), blk, c, (m_row if multi else m_post)
 
 
 @njit(cache=True, nogil=True)
@@ -557,6 +561,7 @@ def _hopeless(u: float, theta0: float, alpha: float, hs: np.ndarray, size: int, 
 def _score_block(
     b: int,
     nv: int,
+    nch: int,
     g: int,
     ws: np.ndarray,
     tab: np.ndarray,
@@ -574,13 +579,18 @@ def _score_block(
 ) -> int:
     """Exact scores of block b's documents (terms in query order) offered to the heap."""
     nt = 0
-    tb = b * nv
+    ch = b >> _CHUNK_SHIFT
     for j in range(nv):
-        v = tab[tb + j]
+        v = tab[j * nch + ch]
         if (v >> _GEN_SHIFT) != g:
+            continue  # the term has no rows in this chunk
+        e = v & _OFF_MASK  # its last row in the chunk; earlier rows sit just before
+        while tab[e] > b:
+            e -= 2
+        if tab[e] != b:
             continue
-        p = v & _OFF_MASK
-        end = p + ((v >> _CNT_SHIFT) & 0xFF)
+        p = tab[e + 1]
+        end = tab[e + 3]  # the next row's offset, or the end sentinel's
         w = ws[j]
         for q in range(p, end):
             loc = post_docs[q]
@@ -598,6 +608,27 @@ def _score_block(
             if dead.shape[0] == 0 or dead[d] == 0:
                 size = _offer(hs, hd, size, k, s, d)
     return size
+
+
+@njit(cache=True, nogil=True)
+def pruned_table_size(n_terms: int, n_blocks: int) -> int:
+    """Length of a pruning table that fits any query of up to n_terms terms."""
+    return n_terms * ((n_blocks >> _CHUNK_SHIFT) + 1) + 2 * (n_terms * (n_blocks + 1) + 1)
+
+
+@njit(cache=True, nogil=True)
+def _table_need(
+    q_terms: np.ndarray, qa: int, qb: int, term_ptr: np.ndarray, vocab: int, nb: int
+) -> int:
+    """Table length query terms [qa, qb) can need: a term has at most min(nb, postings) rows."""
+    nv = 0
+    rows = 0
+    for j in range(qa, qb):
+        t = q_terms[j]
+        if 0 <= t < vocab:
+            nv += 1
+            rows += min(nb, term_ptr[t + 1] - term_ptr[t])
+    return nv * ((nb >> _CHUNK_SHIFT) + 1) + 2 * (rows + nv + 1)
 
 
 @njit(cache=True, nogil=True)
@@ -629,9 +660,10 @@ def _pruned_row(
 ) -> int:
     """Block-max pruned top-k of query terms [qa, qb) into out_*[row]; see the module notes.
 
-    Workspace: ub float32[n_blocks] (zero in/out), tab int64[>= n_terms * n_blocks] (any
-    content from earlier calls with the same gen array), gen int64[1], cand int32[n_blocks]
-    (scratch: the bucket lists' links).
+    Workspace: ub float32[n_blocks] (zero in/out), tab int64[pruned_table_size(n_terms,
+    n_blocks)] (any content from earlier calls with the same gen array; a smaller one makes
+    the call allocate its own), gen int64[1], cand int32[n_blocks] (scratch: the bucket
+    lists' links).
     """
     vocab = term_ptr.shape[0] - 1
     nb = ub.shape[0]
@@ -641,8 +673,13 @@ def _pruned_row(
     nv = _select_terms(q_terms, q_weights, qa, qb, vocab, term_fraction, ts, ws)
     if nv == 0 or k <= 0:
         return 0
-    if nv * nb > tab.shape[0]:
-        tab = np.zeros(nv * nb, dtype=np.int64)  # too small: a private table, fresh stamps
+    nch = (nb >> _CHUNK_SHIFT) + 1
+    base = nv * nch
+    rows_cap = 0
+    for j in range(nv):
+        rows_cap += min(nb, term_ptr[ts[j] + 1] - term_ptr[ts[j]])
+    if base + 2 * (rows_cap + nv + 1) > tab.shape[0]:
+        tab = np.zeros(base + 2 * (rows_cap + nv + 1), dtype=np.int64)  # private, fresh stamps
         g = np.int64(1)
     else:
         g = gen[0] + 1
@@ -664,24 +701,33 @@ def _pruned_row(
             if v > theta0:
                 theta0 = v
 
-    # 1. Upper bounds and posting offsets per (term, block): one sequential scan per term.
-    rows_read = 0
+    # 1. Upper bounds per block, and each term's rows as (block, posting offset) pairs written
+    # front to back, with the directory pointing into them: one sequential scan per term.
     umax = np.float32(0)
+    e = base
+    tab[e] = -1
+    e += 2
     for j in range(nv):
         t = ts[j]
         w = ws[j]
         p = term_ptr[t]
         blk = -1
+        jd = j * nch
         r, r1 = block_ptr[t], block_ptr[t + 1]
         while r < r1:
             r, blk, c, mx = _next_row(block_rows, r, blk, p, post_impacts, cb)
             u = ub[blk] + w * np.float32(mx)
             ub[blk] = u
-            if u > umax:
-                umax = u
-            tab[blk * nv + j] = stamp | (c << _CNT_SHIFT) | p
+            umax = max(umax, u)
+            tab[jd + (blk >> _CHUNK_SHIFT)] = stamp | e
+            tab[e] = blk
+            tab[e + 1] = p
+            e += 2
             p += c
-            rows_read += 1
+        tab[e] = -1  # ends this term's last row, leads the next term's rows
+        tab[e + 1] = p
+        e += 2
+    rows_read = (e - base) // 2 - 1 - nv
 
     # 2. Candidate blocks (bound >= theta0) in descending order of bound, approximately: one
     # scan threads them into _BUCKETS bucket lists by bound (cand[b] = next block of b's
@@ -726,7 +772,7 @@ def _pruned_row(
                 continue
             ub[b] = 0  # scored: the sweep below must skip it
             size = _score_block(
-                b, nv, g, ws, tab, post_docs, post_impacts, doc_order, dead, bsize, k, bacc,
+                b, nv, nch, g, ws, tab, post_docs, post_impacts, doc_order, dead, bsize, k, bacc,
                 btouched, hs, hd, size,
             )  # fmt: skip
             scored += 1
@@ -744,7 +790,7 @@ def _pruned_row(
             if ub[b] == 0 or _hopeless(ub[b], theta0, alpha32, hs, size, k):
                 continue
             size = _score_block(
-                b, nv, g, ws, tab, post_docs, post_impacts, doc_order, dead, bsize, k, bacc,
+                b, nv, nch, g, ws, tab, post_docs, post_impacts, doc_order, dead, bsize, k, bacc,
                 btouched, hs, hd, size,
             )  # fmt: skip
             scored += 1
@@ -825,13 +871,14 @@ def search_pruned_parallel(
     out_ids = np.full((nq, kk), -1, dtype=np.int32)
     out_scores = np.zeros((nq, kk), dtype=np.float32)
     stats = np.zeros((nq, _STATS), dtype=np.int64)
-    longest = 0
+    vocab = term_ptr.shape[0] - 1
+    size = 0
     for qi in range(nq):
-        longest = max(longest, q_indptr[qi + 1] - q_indptr[qi])
+        size = max(size, _table_need(q_terms, q_indptr[qi], q_indptr[qi + 1], term_ptr, vocab, nb))
     chunks = min(nq, n_chunks if n_chunks > 0 else _DEFAULT_CHUNKS)
     for c in prange(chunks):
         ub = np.zeros(nb, dtype=np.float32)
-        tab = np.zeros(longest * nb, dtype=np.int64)
+        tab = np.zeros(size, dtype=np.int64)
         gen = np.zeros(1, dtype=np.int64)
         cand = np.empty(nb, dtype=np.int32)
         for qi in range(c, nq, chunks):

@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 
 from index.postings import encode_postings, postings_by_slot, term_kth_impacts
 from kernels import (
+    pruned_table_size,
     search_exhaustive,
     search_exhaustive_parallel,
     search_pruned,
@@ -55,7 +56,7 @@ class Layout:
         nb = -(-self.n_docs // self.bsize)
         return (
             np.zeros(nb, np.float32),
-            np.zeros(max(n_terms, 1) * nb, np.int64),
+            np.zeros(pruned_table_size(max(n_terms, 1), nb), np.int64),
             np.zeros(1, np.int64),
             np.empty(nb, np.int32),
         )

@@ -28,7 +28,7 @@ from index.postings import (
     term_kth_impacts,
 )
 from index.reorder import reorder_docs
-from kernels import search_exhaustive, search_pruned
+from kernels import pruned_table_size, scoring, search_exhaustive, search_pruned
 from sparseretr.sparse import SparseVectors
 
 SETTINGS = settings(max_examples=40, deadline=None)
@@ -121,7 +121,7 @@ def pruned(lay: dict, q: tuple, k: int, alpha: float = 1.0, frac: float = 1.0) -
     nb = -(-lay["docs"].shape[0] // lay["bsize"])
     ws = (
         np.zeros(nb, np.float32),
-        np.zeros(max(q[1].size, 1) * nb, np.int64),
+        np.zeros(pruned_table_size(max(q[1].size, 1), nb), np.int64),
         np.zeros(1, np.int64),
         np.empty(nb, np.int32),
     )
@@ -163,6 +163,39 @@ def test_thousands_of_queries_and_pruning_really_skips() -> None:
                 n_queries += 1
     assert n_queries >= 4000
     assert scored < 0.8 * candidates, (scored, candidates)  # pruning did skip blocks
+
+
+def test_one_workspace_reused_across_queries_and_generation_wrap() -> None:
+    """The service reuses one pruning table per thread: entries left by earlier queries (other
+    term counts, so another directory layout) must never be read as this query's, also when
+    the generation stamp wraps; a table too small for a query makes the kernel use its own."""
+    rng = np.random.default_rng(99)
+    n, vocab, bsize = 900, 120, 8
+    docs = topical_docs(rng, n, vocab, topics=6)
+    vecs = SparseVectors.from_scipy(docs.astype(np.float32), vocab)
+    layout = make_layout(docs, bsize, reorder_docs(vecs, bsize, seed=3))
+    nb = -(-n // bsize)
+    q = random_queries(rng, vocab, 300, exact=False)
+    shared = (
+        np.zeros(nb, np.float32),
+        np.zeros(pruned_table_size(10, nb), np.int64),
+        np.full(1, scoring._GEN_LIMIT - 100, np.int64),  # wraps a third of the way in
+        np.empty(nb, np.int32),
+    )
+    tiny = (shared[0], np.zeros(1, np.int64), shared[2], shared[3])
+    gens = set()
+    for r in range(300):
+        qr = _query(q, r)
+        ids, scores = exhaustive(layout, qr, 10)
+        ws = tiny if r % 7 == 3 else shared
+        p_ids, p_scores, _ = search_pruned(
+            *qr, *layout["arrays"], layout["kth"], bsize, 10, 1.0, 1.0, *ws
+        )
+        np.testing.assert_array_equal(p_ids, ids)
+        np.testing.assert_array_equal(p_scores, scores)
+        assert not shared[0].any()  # the bounds are handed back zeroed
+        gens.add(int(shared[2][0]))
+    assert min(gens) < 100 < scoring._GEN_LIMIT - 50 < max(gens)  # it did wrap
 
 
 # ------------------------------------------------------------------------- approximate
