@@ -62,7 +62,7 @@ _DEFAULT_CHUNKS = max(1, int(config.NUMBA_NUM_THREADS))
 
 # Pruning table: a directory of nv * n_chunks entries, generation (bits 48..62) | position
 # (0..39) of the term's last row in the chunk, then (block, posting offset) pairs, one per row,
-# each term's rows led by a (-1, _) pair and the last one followed by (-1, end offset).
+# each term's rows led by a (-1, _) pair and followed by an (n_blocks, end offset) pair.
 _GEN_SHIFT = 48
 _OFF_MASK = (1 << 40) - 1
 _CHUNK_SHIFT = 4  # 16 blocks per directory chunk
@@ -564,13 +564,49 @@ def _hopeless(u: float, theta0: float, alpha: float, hs: np.ndarray, size: int, 
 
 
 @njit(cache=True, nogil=True)
+def _find_spans(b: int, nv: int, nch: int, g: int, tab: np.ndarray, span: np.ndarray) -> None:
+    """span[2j:2j+2] = term j's posting range in block b (empty when absent), found through
+    the directory: for blocks visited out of order. The lookups are independent of each
+    other, so done apart from the postings their cache misses overlap."""
+    ch = b >> _CHUNK_SHIFT
+    two = np.uint64(2)
+    for j in range(nv):
+        v = tab[np.uint64(j * nch + ch)]
+        p = end = 0
+        if (v >> _GEN_SHIFT) == g:  # else the term has no rows in this chunk
+            e = np.uint64(v & _OFF_MASK)  # its last row in the chunk; earlier ones just before
+            while tab[e] > b:
+                e -= two
+            if tab[e] == b:
+                p = tab[e + np.uint64(1)]
+                end = tab[e + np.uint64(3)]  # the next row's offset, or the end sentinel's
+        span[2 * j] = p
+        span[2 * j + 1] = end
+
+
+@njit(cache=True, nogil=True)
+def _walk_spans(b: int, nv: int, tab: np.ndarray, cur: np.ndarray, span: np.ndarray) -> None:
+    """_find_spans for blocks visited in increasing order: each term's cursor walks its rows
+    front to back (the end sentinel's block, n_blocks, stops it), no directory lookups."""
+    two = np.uint64(2)
+    for j in range(nv):
+        e = np.uint64(cur[j])
+        while tab[e] < b:
+            e += two
+        cur[j] = e
+        p = end = 0
+        if tab[e] == b:
+            p = tab[e + np.uint64(1)]
+            end = tab[e + np.uint64(3)]
+        span[2 * j] = p
+        span[2 * j + 1] = end
+
+
+@njit(cache=True, nogil=True)
 def _score_block(
     b: int,
     nv: int,
-    nch: int,
-    g: int,
     ws: np.ndarray,
-    tab: np.ndarray,
     post_docs: np.ndarray,
     post_impacts: np.ndarray,
     doc_order: np.ndarray,
@@ -579,26 +615,17 @@ def _score_block(
     k: int,
     bacc: np.ndarray,
     btouched: np.ndarray,
+    span: np.ndarray,
     hs: np.ndarray,
     hd: np.ndarray,
     size: int,
 ) -> int:
-    """Exact scores of block b's documents (terms in query order) offered to the heap."""
+    """Exact scores of block b's documents offered to the heap: terms in query order, each
+    over its posting range span[2j:2j+2] (from _find_spans or _walk_spans)."""
     nt = 0
-    ch = b >> _CHUNK_SHIFT
     for j in range(nv):
-        v = tab[j * nch + ch]
-        if (v >> _GEN_SHIFT) != g:
-            continue  # the term has no rows in this chunk
-        e = v & _OFF_MASK  # its last row in the chunk; earlier rows sit just before
-        while tab[e] > b:
-            e -= 2
-        if tab[e] != b:
-            continue
-        p = tab[e + 1]
-        end = tab[e + 3]  # the next row's offset, or the end sentinel's
         w = ws[j]
-        for q in range(np.uint64(p), np.uint64(end)):
+        for q in range(np.uint64(span[2 * j]), np.uint64(span[2 * j + 1])):
             loc = np.uint64(post_docs[q])
             if bacc[loc] == 0:
                 btouched[nt] = loc
@@ -610,7 +637,7 @@ def _score_block(
         s = bacc[loc]
         bacc[loc] = 0
         if size < k or s >= hs[0]:  # only then can it enter: skip the id lookup otherwise
-            d = doc_order[base + loc]
+            d = doc_order[np.uint64(base + loc)]
             if dead.shape[0] == 0 or dead[d] == 0:
                 size = _offer(hs, hd, size, k, s, d)
     return size
@@ -619,7 +646,7 @@ def _score_block(
 @njit(cache=True, nogil=True)
 def pruned_table_size(n_terms: int, n_blocks: int) -> int:
     """Length of a pruning table that fits any query of up to n_terms terms."""
-    return n_terms * ((n_blocks >> _CHUNK_SHIFT) + 1) + 2 * (n_terms * (n_blocks + 1) + 1)
+    return n_terms * ((n_blocks >> _CHUNK_SHIFT) + 1) + 2 * n_terms * (n_blocks + 2)
 
 
 @njit(cache=True, nogil=True)
@@ -634,7 +661,7 @@ def _table_need(
         if 0 <= t < vocab:
             nv += 1
             rows += min(nb, term_ptr[t + 1] - term_ptr[t])
-    return nv * ((nb >> _CHUNK_SHIFT) + 1) + 2 * (rows + nv + 1)
+    return nv * ((nb >> _CHUNK_SHIFT) + 1) + 2 * (rows + 2 * nv)
 
 
 @njit(cache=True, nogil=True)
@@ -684,8 +711,8 @@ def _pruned_row(
     rows_cap = 0
     for j in range(nv):
         rows_cap += min(nb, term_ptr[ts[j] + 1] - term_ptr[ts[j]])
-    if base + 2 * (rows_cap + nv + 1) > tab.shape[0]:
-        tab = np.zeros(base + 2 * (rows_cap + nv + 1), dtype=np.int64)  # private, fresh stamps
+    if base + 2 * (rows_cap + 2 * nv) > tab.shape[0]:
+        tab = np.zeros(base + 2 * (rows_cap + 2 * nv), dtype=np.int64)  # private, fresh stamps
         g = np.int64(1)
     else:
         g = gen[0] + 1
@@ -711,9 +738,12 @@ def _pruned_row(
     # front to back, with the directory pointing into them: one sequential scan per term.
     umax = np.float32(0)
     e = base
-    tab[e] = -1
-    e += 2
+    first = np.empty(nv, dtype=np.int64)
+    rows_read = 0
     for j in range(nv):
+        tab[e] = -1  # leads the term's rows: stops _find_spans' backward walk
+        e += 2
+        first[j] = e
         t = ts[j]
         w = ws[j]
         p = term_ptr[t]
@@ -732,10 +762,10 @@ def _pruned_row(
             tab[ie + np.uint64(1)] = p
             e += 2
             p += c
-        tab[e] = -1  # ends this term's last row, leads the next term's rows
+        rows_read += (e - first[j]) // 2
+        tab[e] = nb  # ends the rows: its offset ends the last row, its block stops _walk_spans
         tab[e + 1] = p
         e += 2
-    rows_read = (e - base) // 2 - 1 - nv
 
     # 2. Candidate blocks (bound >= theta0) in descending order of bound, approximately: one
     # scan threads them into _BUCKETS bucket lists by bound (cand[b] = next block of b's
@@ -744,8 +774,8 @@ def _pruned_row(
     alpha32 = np.float32(alpha)
     head = np.full(_BUCKETS, -1, dtype=np.int64)
     bmax = np.zeros(_BUCKETS, dtype=np.float32)
-    span = umax - theta0
-    scale = np.float32((_BUCKETS - 1) / span) if span > 0 else np.float32(0)
+    width = umax - theta0
+    scale = np.float32((_BUCKETS - 1) / width) if width > 0 else np.float32(0)
     n_cand = 0
     for b in range(nb):
         u = ub[b]
@@ -764,6 +794,7 @@ def _pruned_row(
     size = 0
     bacc = np.zeros(bsize, dtype=np.float32)
     btouched = np.empty(bsize, dtype=np.int64)
+    span = np.empty(2 * nv, dtype=np.int64)
     scored = 0
     best_first = max(_BEST_FIRST_MIN, n_cand // _BEST_FIRST_DIV)
     sweep = False
@@ -779,9 +810,10 @@ def _pruned_row(
                 b = nxt
                 continue
             ub[b] = 0  # scored: the sweep below must skip it
+            _find_spans(b, nv, nch, g, tab, span)
             size = _score_block(
-                b, nv, nch, g, ws, tab, post_docs, post_impacts, doc_order, dead, bsize, k, bacc,
-                btouched, hs, hd, size,
+                b, nv, ws, post_docs, post_impacts, doc_order, dead, bsize, k, bacc, btouched,
+                span, hs, hd, size,
             )  # fmt: skip
             scored += 1
             if scored >= best_first:
@@ -791,15 +823,17 @@ def _pruned_row(
         if sweep:
             break
     # 4. Still going: the bounds are loose for this query and many blocks remain. Visit the
-    # rest in block order instead (each term's postings are then read front to back, which
-    # the prefetchers love), still skipping every block whose bound fell below the k-th score.
+    # rest in block order instead (each term's rows and postings are then read front to back,
+    # which the prefetchers love, and found by cursors rather than lookups), still skipping
+    # every block whose bound fell below the k-th score.
     if sweep:
         for b in range(nb):  # unscored candidates: ub >= theta0 (scored ones were zeroed)
             if ub[b] == 0 or _hopeless(ub[b], theta0, alpha32, hs, size, k):
                 continue
+            _walk_spans(b, nv, tab, first, span)
             size = _score_block(
-                b, nv, nch, g, ws, tab, post_docs, post_impacts, doc_order, dead, bsize, k, bacc,
-                btouched, hs, hd, size,
+                b, nv, ws, post_docs, post_impacts, doc_order, dead, bsize, k, bacc, btouched,
+                span, hs, hd, size,
             )  # fmt: skip
             scored += 1
     ub[:] = 0
