@@ -38,9 +38,10 @@ pruned (Block-Max Pruning, Mallia, Suel & Tonellotto, SIGIR 2024, on a sparse bl
 3. it stops once the best bound left is below the current k-th score. Float32 sums of
    non-negative terms are monotone, so bound >= every score in the block holds bit for bit;
    stopping only on a strict "<" keeps documents that tie the k-th score and might win on id.
-   When the bounds are loose for a query (still going after max(64, candidates / 16)
-   blocks), the remaining candidates are visited in block order instead, with the same skip
-   test: each term's postings are then read front to back rather than at random.
+   When the bounds are loose for a query (large k, flat weights: still going once the range
+   lookups have cost about what walking every row once would), the blocks still above the
+   k-th score are scored term at a time instead, each term's rows and postings read front to
+   back into a slot accumulator, in query-term order like every other path.
 The k-th largest impact of each term (term_kth) gives a valid threshold before any block is
 scored: at least k documents score >= w * kth.
 Approximate knobs (off by default): alpha < 1 skips blocks once alpha * bound < k-th score;
@@ -69,9 +70,12 @@ _CHUNK_SHIFT = 4  # 16 blocks per directory chunk
 _GEN_LIMIT = 1 << 15
 _ESCAPE_STEP = 255  # a zero escape byte adds this much to the block id
 _STATS = 3  # per query: candidate blocks, blocks scored, block rows read
-# Best-first phase length before switching to a block-order sweep: max(MIN, candidates / DIV).
+# Best-first phase length before finishing term at a time: max(MIN, rows read / (ROWS_PER_LOOKUP
+# * terms)). A block's range lookups cost about ROWS_PER_LOOKUP row steps per term (cache
+# misses), and the finish walks every row once, so this switches once the lookups have cost
+# about as much as the finish would: never more than twice the better of the two.
 _BEST_FIRST_MIN = 64
-_BEST_FIRST_DIV = 16
+_ROWS_PER_LOOKUP = 32
 _BUCKETS = 1024  # bound buckets of the candidate ordering
 
 
@@ -585,21 +589,57 @@ def _find_spans(b: int, nv: int, nch: int, g: int, tab: np.ndarray, span: np.nda
 
 
 @njit(cache=True, nogil=True)
-def _walk_spans(b: int, nv: int, tab: np.ndarray, cur: np.ndarray, span: np.ndarray) -> None:
-    """_find_spans for blocks visited in increasing order: each term's cursor walks its rows
-    front to back (the end sentinel's block, n_blocks, stops it), no directory lookups."""
+def _finish_term_at_a_time(
+    nv: int,
+    nb: int,
+    ws: np.ndarray,
+    tab: np.ndarray,
+    first: np.ndarray,
+    ub: np.ndarray,
+    post_docs: np.ndarray,
+    post_impacts: np.ndarray,
+    doc_order: np.ndarray,
+    dead: np.ndarray,
+    bsize: int,
+    k: int,
+    hs: np.ndarray,
+    hd: np.ndarray,
+    size: int,
+) -> int:
+    """Exact scores of every document in the blocks with ub != 0, offered to the heap.
+
+    Each term's rows are walked front to back (from first[j] to the (n_blocks, _) pair), its
+    postings in live blocks added into a slot accumulator: terms in query order, so the same
+    float32 sums as the other paths. The heap's order is total, so offering in slot order
+    gives the same top-k.
+    """
+    acc = np.zeros(nb * bsize, dtype=np.float32)
+    touched = np.empty(nb * bsize, dtype=np.int32)
+    nt = 0
     two = np.uint64(2)
     for j in range(nv):
-        e = np.uint64(cur[j])
-        while tab[e] < b:
+        w = ws[j]
+        e = np.uint64(first[j])
+        blk = tab[e]
+        while blk != nb:
+            if ub[np.uint64(blk)] != 0:
+                base = blk * bsize
+                for q in range(np.uint64(tab[e + np.uint64(1)]), np.uint64(tab[e + np.uint64(3)])):
+                    s = np.uint64(base + post_docs[q])
+                    if acc[s] == 0:  # contributions are > 0 (see _exhaustive_row)
+                        touched[nt] = s
+                        nt += 1
+                    acc[s] += w * np.float32(post_impacts[q])
             e += two
-        cur[j] = e
-        p = end = 0
-        if tab[e] == b:
-            p = tab[e + np.uint64(1)]
-            end = tab[e + np.uint64(3)]
-        span[2 * j] = p
-        span[2 * j + 1] = end
+            blk = tab[e]
+    for i in range(nt):
+        s = touched[i]
+        v = acc[s]
+        if size < k or v >= hs[0]:  # only then can it enter: skip the id lookup otherwise
+            d = doc_order[s]
+            if dead.shape[0] == 0 or dead[d] == 0:
+                size = _offer(hs, hd, size, k, v, d)
+    return size
 
 
 @njit(cache=True, nogil=True)
@@ -621,7 +661,7 @@ def _score_block(
     size: int,
 ) -> int:
     """Exact scores of block b's documents offered to the heap: terms in query order, each
-    over its posting range span[2j:2j+2] (from _find_spans or _walk_spans)."""
+    over its posting range span[2j:2j+2] (from _find_spans)."""
     nt = 0
     for j in range(nv):
         w = ws[j]
@@ -763,7 +803,7 @@ def _pruned_row(
             e += 2
             p += c
         rows_read += (e - first[j]) // 2
-        tab[e] = nb  # ends the rows: its offset ends the last row, its block stops _walk_spans
+        tab[e] = nb  # ends the rows: its offset ends the last row, its block stops a walk
         tab[e + 1] = p
         e += 2
 
@@ -796,7 +836,7 @@ def _pruned_row(
     btouched = np.empty(bsize, dtype=np.int64)
     span = np.empty(2 * nv, dtype=np.int64)
     scored = 0
-    best_first = max(_BEST_FIRST_MIN, n_cand // _BEST_FIRST_DIV)
+    best_first = max(_BEST_FIRST_MIN, rows_read // (_ROWS_PER_LOOKUP * nv))
     sweep = False
     for d in range(_BUCKETS if n_cand > 0 else 0):
         if head[d] < 0:
@@ -822,20 +862,21 @@ def _pruned_row(
             b = nxt
         if sweep:
             break
-    # 4. Still going: the bounds are loose for this query and many blocks remain. Visit the
-    # rest in block order instead (each term's rows and postings are then read front to back,
-    # which the prefetchers love, and found by cursors rather than lookups), still skipping
-    # every block whose bound fell below the k-th score.
+    # 4. Still going: the bounds are loose for this query (large k, or flat weights) and many
+    # blocks remain. Block at a time, each costs a range lookup per term, which at k=1000 made
+    # this slower than the exhaustive kernel; instead drop the blocks that are hopeless now
+    # and score the rest term at a time, as the exhaustive kernel does.
     if sweep:
         for b in range(nb):  # unscored candidates: ub >= theta0 (scored ones were zeroed)
-            if ub[b] == 0 or _hopeless(ub[b], theta0, alpha32, hs, size, k):
-                continue
-            _walk_spans(b, nv, tab, first, span)
-            size = _score_block(
-                b, nv, ws, post_docs, post_impacts, doc_order, dead, bsize, k, bacc, btouched,
-                span, hs, hd, size,
-            )  # fmt: skip
-            scored += 1
+            if ub[b] != 0:
+                if _hopeless(ub[b], theta0, alpha32, hs, size, k):
+                    ub[b] = 0
+                else:
+                    scored += 1
+        size = _finish_term_at_a_time(
+            nv, nb, ws, tab, first, ub, post_docs, post_impacts, doc_order, dead, bsize, k, hs,
+            hd, size,
+        )  # fmt: skip
     ub[:] = 0
     _heapsort(hs, hd, size)
     stats[row, 0] = n_cand
