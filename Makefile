@@ -7,7 +7,7 @@ INDEX ?= indexes/scifact
 PORT ?= 8000
 TORCH_VERSION ?= 2.13.0
 
-.PHONY: setup run index eval trained ablations test browser lint bench clean
+.PHONY: setup run index eval trained ablations test browser lint bench bench-pruning clean
 
 $(BIN)/activate:
 	$(PY) -m venv $(VENV)
@@ -64,6 +64,10 @@ test: setup browser
 
 lint: setup
 	$(BIN)/ruff check .
+
+bench-pruning: setup
+	$(BIN)/pip install -q -e ".[bench]"
+	$(BIN)/python -m benchmarks.pruning.run --docs 1000000 --no-lucene --queries 150 $(BENCH_ARGS)
 
 bench: setup
 	$(BIN)/python -m benchmarks.search_latency

@@ -371,6 +371,31 @@ def _heapsort(hs: np.ndarray, hd: np.ndarray, m: int) -> None:
         _sift_down(hs, hd, 0, end)
 
 
+@njit(cache=True, nogil=True)
+def _offer_touched(
+    acc: np.ndarray,
+    touched: np.ndarray,
+    n: int,
+    doc_order: np.ndarray,
+    dead: np.ndarray,
+    k: int,
+    hs: np.ndarray,
+    hd: np.ndarray,
+    size: int,
+) -> int:
+    """Offer the live docs at slots touched[:n] with scores acc[slot] to a heap of size
+    entries, zeroing acc there; returns the new size."""
+    for j in range(n):
+        s = touched[j]
+        v = acc[s]
+        acc[s] = 0
+        if size < k or (k > 0 and v >= hs[0]):  # only then can it enter: skip the id lookup
+            d = doc_order[s]
+            if dead.shape[0] == 0 or dead[d] == 0:
+                size = _offer(hs, hd, size, k, v, d)
+    return size
+
+
 # ------------------------------------------------------------------------------ exhaustive
 @njit(cache=True, nogil=True)
 def _exhaustive_row(
@@ -418,16 +443,7 @@ def _exhaustive_row(
                 acc[s] += w * np.float32(post_impacts[q])
             p = end
     hs, hd = out_scores[row], out_ids[row]
-    n_dead = dead.shape[0]
-    m = 0
-    for j in range(n_touched):
-        s = touched[j]
-        v = acc[s]
-        acc[s] = 0
-        if m < k or (k > 0 and v >= hs[0]):  # only then can it enter: skip the id lookup
-            d = doc_order[s]
-            if n_dead == 0 or dead[d] == 0:
-                m = _offer(hs, hd, m, k, v, d)
+    m = _offer_touched(acc, touched, n_touched, doc_order, dead, k, hs, hd, 0)
     _heapsort(hs, hd, m)
     return m
 
@@ -632,14 +648,7 @@ def _finish_term_at_a_time(
                     acc[s] += w * np.float32(post_impacts[q])
             e += two
             blk = tab[e]
-    for i in range(nt):
-        s = touched[i]
-        v = acc[s]
-        if size < k or v >= hs[0]:  # only then can it enter: skip the id lookup otherwise
-            d = doc_order[s]
-            if dead.shape[0] == 0 or dead[d] == 0:
-                size = _offer(hs, hd, size, k, v, d)
-    return size
+    return _offer_touched(acc, touched, nt, doc_order, dead, k, hs, hd, size)
 
 
 @njit(cache=True, nogil=True)
