@@ -5,6 +5,7 @@ Result order everywhere: score descending, ties broken by the smaller internal d
 """
 
 from kernels.scoring import (
+    dense_terms,
     pruned_table_size,
     search_exhaustive,
     search_exhaustive_parallel,
@@ -13,6 +14,7 @@ from kernels.scoring import (
 )
 
 __all__ = [
+    "dense_terms",
     "pruned_table_size",
     "search_exhaustive",
     "search_exhaustive_parallel",

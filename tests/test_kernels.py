@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 
 from index.postings import encode_postings, postings_by_slot, term_kth_impacts
 from kernels import (
+    dense_terms,
     pruned_table_size,
     search_exhaustive,
     search_exhaustive_parallel,
@@ -24,6 +25,7 @@ from kernels import (
 )
 
 SETTINGS = settings(max_examples=60, deadline=None)
+NO_DENSE = 1 << 62  # no term has that many bytes of block rows
 
 
 @dataclass
@@ -40,6 +42,7 @@ class Layout:
     bsize: int
     docs: sp.csr_matrix  # [n_docs, vocab] uint8 impacts by internal id
     dead: np.ndarray = field(default_factory=lambda: _readonly(np.zeros(0, np.uint8)))
+    dense: tuple[np.ndarray, ...] = ()  # kernels.dense_terms: terms decoded ahead
 
     @property
     def n_docs(self) -> int:
@@ -62,8 +65,11 @@ class Layout:
         )
 
 
-def make_layout(docs: sp.csr_matrix, bsize: int, order: np.ndarray) -> Layout:
-    """Encode doc x term impacts (CSR by internal id) with slot -> internal id `order`."""
+def make_layout(
+    docs: sp.csr_matrix, bsize: int, order: np.ndarray, dense_bytes: int = NO_DENSE
+) -> Layout:
+    """Encode doc x term impacts (CSR by internal id) with slot -> internal id `order`; the
+    terms with >= dense_bytes of block rows are decoded ahead (1: every term that occurs)."""
     docs = sp.csr_matrix(docs, dtype=np.uint8)
     docs.sort_indices()
     vocab = docs.shape[1]
@@ -75,7 +81,13 @@ def make_layout(docs: sp.csr_matrix, bsize: int, order: np.ndarray) -> Layout:
     arrays.append(term_kth_impacts(term_ptr, impacts))
     for a in arrays:  # read-only like a mapped index: one Numba specialization, not two
         a.setflags(write=False)
-    return Layout(*arrays, bsize, docs)
+    lay = Layout(*arrays, bsize, docs)
+    nb = -(-lay.n_docs // bsize)
+    lay.dense = tuple(
+        _readonly(a)
+        for a in dense_terms(term_ptr, block_ptr, rows, impacts, bsize, nb, dense_bytes)
+    )
+    return lay
 
 
 @dataclass
@@ -134,7 +146,8 @@ def cases(draw: st.DrawFn) -> Case:
     docs = sp.csr_matrix(np.where(mask, impacts, 0).astype(np.uint8))
     order = rng.permutation(n_docs).astype(np.int32)
     q_ptr, q_terms, q_weights = random_queries(rng, vocab, nq, exact)
-    layout = make_layout(docs, bsize, order)
+    # Dense terms: none, every term, or the ones with the longest rows (a mix in one query).
+    layout = make_layout(docs, bsize, order, draw(st.sampled_from([NO_DENSE, 1, 2, 4])))
     dead_share = draw(st.sampled_from([None, 0.0, 0.1, 0.5, 1.0]))  # segment deletions
     if dead_share is not None:
         layout.dead = _readonly((rng.random(n_docs) < dead_share).astype(np.uint8))
@@ -202,7 +215,7 @@ def exhaustive(case: Case, q: tuple[np.ndarray, ...], k: int) -> tuple[np.ndarra
 def pruned(case: Case, q: tuple[np.ndarray, ...], k: int, alpha: float = 1.0, frac: float = 1.0):
     lay = case.layout
     ws = lay.workspace(int(q[1].size))
-    return search_pruned(*q, *lay.arrays, lay.term_kth, lay.bsize, k, alpha, frac, *ws)
+    return search_pruned(*q, *lay.arrays, lay.term_kth, lay.dense, lay.bsize, k, alpha, frac, *ws)
 
 
 @SETTINGS
@@ -225,7 +238,7 @@ def test_parallel_equals_sequential(case: Case, n_chunks: int) -> None:
     args = (case.q_indptr, case.q_terms, case.q_weights, *lay.arrays)
     ids, scores = search_exhaustive_parallel(*args, lay.bsize, case.k, n_chunks)
     p_ids, p_scores, stats = search_pruned_parallel(
-        *args, lay.term_kth, lay.bsize, case.k, 1.0, 1.0, n_chunks
+        *args, lay.term_kth, lay.dense, lay.bsize, case.k, 1.0, 1.0, n_chunks
     )
     assert ids.shape == scores.shape == p_ids.shape == (case.nq, case.k)
     assert stats.shape == (case.nq, 3)
@@ -286,7 +299,7 @@ def test_batch_default_chunks_and_padding() -> None:
     expect_scores = [[3, 3, 2, 0], [0, 0, 0, 0], [0.5, 0.5, 0, 0]]
     ids, scores = search_exhaustive_parallel(*args, lay.bsize, 4)
     assert ids.tolist() == expect_ids and scores.tolist() == expect_scores
-    ids, scores, _ = search_pruned_parallel(*args, lay.term_kth, lay.bsize, 4, 1.0, 1.0)
+    ids, scores, _ = search_pruned_parallel(*args, lay.term_kth, lay.dense, lay.bsize, 4, 1.0, 1.0)
     assert ids.tolist() == expect_ids and scores.tolist() == expect_scores
 
 

@@ -28,10 +28,11 @@ from index.postings import (
     term_kth_impacts,
 )
 from index.reorder import reorder_docs
-from kernels import pruned_table_size, scoring, search_exhaustive, search_pruned
+from kernels import dense_terms, pruned_table_size, scoring, search_exhaustive, search_pruned
 from sparseretr.sparse import SparseVectors
 
 SETTINGS = settings(max_examples=40, deadline=None)
+NO_DENSE = 1 << 62  # no term has that many bytes of block rows
 
 
 def topical_docs(rng: np.random.Generator, n: int, vocab: int, topics: int) -> sp.csr_matrix:
@@ -64,11 +65,15 @@ def clustered(draw: st.DrawFn):
     vecs = SparseVectors.from_scipy(docs.astype(np.float32), vocab)
     order = reorder_docs(vecs, bsize, seed=seed % 1000)
     q = random_queries(rng, vocab, 6, exact=draw(st.booleans()))
-    return make_layout(docs, bsize, order), q, k
+    dense_bytes = draw(st.sampled_from([NO_DENSE, 1, 3, 8]))
+    return make_layout(docs, bsize, order, dense_bytes), q, k
 
 
-def make_layout(docs: sp.csr_matrix, bsize: int, order: np.ndarray) -> dict:
-    """The v2 arrays of doc x term uint8 impacts (CSR by internal id), slots per `order`."""
+def make_layout(
+    docs: sp.csr_matrix, bsize: int, order: np.ndarray, dense_bytes: int = NO_DENSE
+) -> dict:
+    """The v2 arrays of doc x term uint8 impacts (CSR by internal id), slots per `order`; the
+    terms with >= dense_bytes of block rows decoded ahead (kernels.dense_terms)."""
     docs = sp.csr_matrix(docs, dtype=np.uint8)
     docs.sort_indices()
     term_ptr, slots, impacts = postings_by_slot(
@@ -79,11 +84,14 @@ def make_layout(docs: sp.csr_matrix, bsize: int, order: np.ndarray) -> dict:
     dead = np.zeros(0, np.uint8)
     arrays = (term_ptr, block_ptr, rows, local, impacts, order.astype(np.int32), dead)
     kth = term_kth_impacts(term_ptr, impacts)
-    for a in (*arrays, kth):  # read-only like a mapped index: one Numba specialization
+    nb = -(-docs.shape[0] // bsize)
+    dense = dense_terms(term_ptr, block_ptr, rows, impacts, bsize, nb, dense_bytes)
+    for a in (*arrays, kth, *dense):  # read-only like a mapped index: one Numba specialization
         a.setflags(write=False)
     return {
         "arrays": arrays,
         "kth": kth,
+        "dense": dense,
         "bsize": bsize,
         "docs": docs,
     }
@@ -125,7 +133,9 @@ def pruned(lay: dict, q: tuple, k: int, alpha: float = 1.0, frac: float = 1.0) -
         np.zeros(1, np.int64),
         np.empty(nb, np.int32),
     )
-    return search_pruned(*q, *lay["arrays"], lay["kth"], lay["bsize"], k, alpha, frac, *ws)
+    return search_pruned(
+        *q, *lay["arrays"], lay["kth"], lay["dense"], lay["bsize"], k, alpha, frac, *ws
+    )
 
 
 # ----------------------------------------------------------------------------- safe mode
@@ -150,7 +160,12 @@ def test_thousands_of_queries_and_pruning_really_skips() -> None:
         n, vocab, bsize = int(rng.integers(200, 1200)), int(rng.integers(40, 300)), 8
         docs = topical_docs(rng, n, vocab, topics=int(rng.integers(2, 10)))
         vecs = SparseVectors.from_scipy(docs.astype(np.float32), vocab)
-        layout = make_layout(docs, bsize, reorder_docs(vecs, bsize, seed=trial))
+        # Every third collection decodes its longest-row terms ahead (about half its terms).
+        dense_bytes = NO_DENSE if trial % 3 else int(np.ceil(-(-n // bsize) * 0.3))
+        layout = make_layout(docs, bsize, reorder_docs(vecs, bsize, seed=trial), dense_bytes)
+        if dense_bytes != NO_DENSE:  # queries then mix dense and row-decoded terms
+            has_rows = np.diff(layout["arrays"][1]) > 0
+            assert 0 < int((layout["dense"][0] >= 0).sum()) < int(has_rows.sum())
         q = random_queries(rng, vocab, 200, exact=bool(trial % 2))
         for k in (1, 10):
             for r in range(200):
@@ -173,8 +188,8 @@ def test_one_workspace_reused_across_queries_and_generation_wrap() -> None:
     n, vocab, bsize = 900, 120, 8
     docs = topical_docs(rng, n, vocab, topics=6)
     vecs = SparseVectors.from_scipy(docs.astype(np.float32), vocab)
-    layout = make_layout(docs, bsize, reorder_docs(vecs, bsize, seed=3))
     nb = -(-n // bsize)
+    layout = make_layout(docs, bsize, reorder_docs(vecs, bsize, seed=3), dense_bytes=nb // 4)
     q = random_queries(rng, vocab, 300, exact=False)
     shared = (
         np.zeros(nb, np.float32),
@@ -189,7 +204,7 @@ def test_one_workspace_reused_across_queries_and_generation_wrap() -> None:
         ids, scores = exhaustive(layout, qr, 10)
         ws = tiny if r % 7 == 3 else shared
         p_ids, p_scores, _ = search_pruned(
-            *qr, *layout["arrays"], layout["kth"], bsize, 10, 1.0, 1.0, *ws
+            *qr, *layout["arrays"], layout["kth"], layout["dense"], bsize, 10, 1.0, 1.0, *ws
         )
         np.testing.assert_array_equal(p_ids, ids)
         np.testing.assert_array_equal(p_scores, scores)

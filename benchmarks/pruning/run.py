@@ -119,7 +119,8 @@ def batch_scaling(index: SparseIndex, queries: SparseVectors, k: int) -> dict[st
         np.ascontiguousarray(queries.indices, dtype=np.int32),
         np.ascontiguousarray(queries.data, dtype=np.float32),
         bp["term_ptr"], bp["block_ptr"], bp["block_rows"], bp["post_docs"], bp["post_impacts"],
-        bp["doc_order"], np.zeros(0, np.uint8), bp["term_kth"], bp["block_size"], k, 1.0, 1.0,
+        bp["doc_order"], np.zeros(0, np.uint8), bp["term_kth"], bp["dense"], bp["block_size"], k,
+        1.0, 1.0,
     )  # fmt: skip
     out: dict[str, float] = {}
     n_max = numba.config.NUMBA_NUM_THREADS
