@@ -351,7 +351,8 @@ class SparseIndex:
     def pruning_stats(
         self, queries: SparseVectors, k: int = 10, *, alpha: float = 1.0, term_fraction: float = 1.0
     ) -> np.ndarray:
-        """int64 [nq, 3] per query: candidate blocks, blocks scored, block rows read.
+        """int64 [nq, 3] per query: candidate blocks, blocks scored, block rows read (a term
+        decoded ahead counts every block).
 
         What the pruned search did, for benchmarks and tests (candidates - scored = skipped).
         """

@@ -71,7 +71,7 @@ _OFF_MASK = (1 << 40) - 1
 _CHUNK_SHIFT = 4  # 16 blocks per directory chunk
 _GEN_LIMIT = 1 << 15
 _ESCAPE_STEP = 255  # a zero escape byte adds this much to the block id
-_STATS = 3  # per query: candidate blocks, blocks scored, block rows read
+_STATS = 3  # per query: candidate blocks, blocks scored, block rows read (dense term: n_blocks)
 # Best-first phase length before finishing term at a time: max(MIN, rows read / (ROWS_PER_LOOKUP
 # * terms)). A block's range lookups cost about ROWS_PER_LOOKUP row steps per term (cache
 # misses), and the finish walks every row once, so this switches once the lookups have cost
