@@ -323,10 +323,9 @@ class SparseIndex:
         )  # fmt: skip
         bs = self._block_size
         if nq == 1 and method == "pruned":
-            ub, tab, gen, cand = self._pruned_workspace(int(q_terms.size))
             d, s, _ = search_pruned(
                 q_ptr, q_terms, q_weights, *idx, self._term_kth, self._dense_terms(), bs, kk,
-                alpha, term_fraction, ub, tab, gen, cand,
+                alpha, term_fraction, *self._pruned_workspace(int(q_terms.size)),
             )  # fmt: skip
         elif nq == 1:
             acc, touched = self._exhaustive_workspace()
@@ -362,18 +361,19 @@ class SparseIndex:
         if len(queries) == 0 or self.n_docs == 0:
             return np.zeros((len(queries), 3), dtype=np.int64)
         terms = np.ascontiguousarray(queries.indices, dtype=np.int32)
-        ub, tab, gen, cand = self._pruned_workspace(int(np.diff(queries.indptr).max()))
+        ws = self._pruned_workspace(int(np.diff(queries.indptr).max()))
         _, _, stats = search_pruned(
             np.ascontiguousarray(queries.indptr, dtype=np.int64), terms,
             np.ascontiguousarray(queries.data, dtype=np.float32), self._term_ptr,
             self._block_ptr, self._block_rows, self._post_docs, self._post_impacts,
             self._doc_order, _NO_DEAD, self._term_kth, self._dense_terms(), self._block_size,
-            min(k, self.n_docs), alpha, term_fraction, ub, tab, gen, cand,
+            min(k, self.n_docs), alpha, term_fraction, *ws,
         )  # fmt: skip
         return stats
 
     def _pruned_workspace(self, n_terms: int) -> tuple[np.ndarray, ...]:
-        """This thread's (ub, tab, gen, cand), the table grown to n_terms rows if needed."""
+        """This thread's (ub, tab, gen, cand, acc, touched), the table grown to n_terms rows if
+        needed; acc and touched are shared with the exhaustive search."""
         ws, nb = self._ws, self._n_blocks
         if ws.ub is None:
             ws.ub = np.zeros(nb, dtype=np.float32)
@@ -385,7 +385,7 @@ class SparseIndex:
             ws.tab_terms = max(n_terms, 2 * ws.tab_terms, 16)
             ws.tab = np.zeros(pruned_table_size(ws.tab_terms, nb), dtype=np.int64)
             ws.gen[0] = 0  # fresh table: stamps restart
-        return ws.ub, ws.tab, ws.gen, ws.cand
+        return ws.ub, ws.tab, ws.gen, ws.cand, *self._exhaustive_workspace()
 
     def _dense_terms(self) -> tuple[np.ndarray, ...]:
         """kernels.dense_terms of this index, built on first use (tens of ms at 1M docs)."""

@@ -663,8 +663,11 @@ def _finish_term_at_a_time(
     hs: np.ndarray,
     hd: np.ndarray,
     size: int,
+    acc: np.ndarray,
+    touched: np.ndarray,
 ) -> int:
-    """Exact scores of every document in the blocks with ub != 0, offered to the heap.
+    """Exact scores of every document in the blocks with ub != 0, offered to the heap;
+    acc (zero in/out) and touched are the caller's, n_docs long.
 
     Each term's rows are walked front to back (from first[j] to the (n_blocks, _) pair; a
     dense term's counts block by block), its postings in live blocks added into a slot
@@ -672,8 +675,6 @@ def _finish_term_at_a_time(
     float32 sums as the other paths. The heap's order is total, so offering in slot order
     gives the same top-k.
     """
-    acc = np.zeros(nb * bsize, dtype=np.float32)
-    touched = np.empty(nb * bsize, dtype=np.int32)
     nt = 0
     two = np.uint64(2)
     for j in range(nv):
@@ -842,6 +843,8 @@ def _pruned_row(
     tab: np.ndarray,
     gen: np.ndarray,
     cand: np.ndarray,
+    acc: np.ndarray,
+    touched: np.ndarray,
     out_ids: np.ndarray,
     out_scores: np.ndarray,
     row: int,
@@ -852,7 +855,10 @@ def _pruned_row(
     Workspace: ub float32[n_blocks] (zero in/out), tab int64[pruned_table_size(n_terms,
     n_blocks)] (any content from earlier calls with the same gen array; a smaller one makes
     the call allocate its own), gen int64[1], cand int32[n_blocks] (scratch: the bucket
-    lists' links). dense: dense_terms' arrays (no term dense: a slot of all -1).
+    lists' links), acc float32[n_docs] (zero in/out) and touched int32[n_docs] for the
+    term-at-a-time finish: the exhaustive search's workspace, so a query never allocates and
+    zeroes 8 MB (at 1M docs) for it; shorter ones make the call allocate its own.
+    dense: dense_terms' arrays (no term dense: a slot of all -1).
     """
     dense_of, dmax, dcnt, doff = dense
     vocab = term_ptr.shape[0] - 1
@@ -1006,9 +1012,13 @@ def _pruned_row(
                     ub[b] = 0
                 else:
                     scored += 1
+        n_docs = doc_order.shape[0]
+        if acc.shape[0] < n_docs or touched.shape[0] < n_docs:
+            acc = np.zeros(n_docs, dtype=np.float32)
+            touched = np.empty(n_docs, dtype=np.int32)
         size = _finish_term_at_a_time(
             nv, nb, ws, tab, first, ub, sl, dcnt, doff, post_docs, post_impacts, doc_order, dead,
-            bsize, k, hs, hd, size,
+            bsize, k, hs, hd, size, acc, touched,
         )  # fmt: skip
     ub[:] = 0
     _heapsort(hs, hd, size)
@@ -1040,6 +1050,8 @@ def search_pruned(
     tab: np.ndarray,
     gen: np.ndarray,
     cand: np.ndarray,
+    acc: np.ndarray,
+    touched: np.ndarray,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Block-max pruned top-k of every CSR query row on this thread, reusing a workspace.
 
@@ -1056,7 +1068,7 @@ def search_pruned(
         _pruned_row(
             q_terms, q_weights, q_indptr[qi], q_indptr[qi + 1], term_ptr, block_ptr, block_rows,
             post_docs, post_impacts, doc_order, dead, term_kth, dense, bsize, kk, alpha,
-            term_fraction, ub, tab, gen, cand, out_ids, out_scores, qi, stats,
+            term_fraction, ub, tab, gen, cand, acc, touched, out_ids, out_scores, qi, stats,
         )  # fmt: skip
     return out_ids, out_scores, stats
 
@@ -1099,10 +1111,13 @@ def search_pruned_parallel(
         tab = np.zeros(size, dtype=np.int64)
         gen = np.zeros(1, dtype=np.int64)
         cand = np.empty(nb, dtype=np.int32)
+        acc = np.zeros(n_docs, dtype=np.float32)
+        touched = np.empty(n_docs, dtype=np.int32)
         for qi in range(c, nq, chunks):
             _pruned_row(
                 q_terms, q_weights, q_indptr[qi], q_indptr[qi + 1], term_ptr, block_ptr,
                 block_rows, post_docs, post_impacts, doc_order, dead, term_kth, dense, bsize, kk,
-                alpha, term_fraction, ub, tab, gen, cand, out_ids, out_scores, qi, stats,
+                alpha, term_fraction, ub, tab, gen, cand, acc, touched, out_ids, out_scores, qi,
+                stats,
             )  # fmt: skip
     return out_ids, out_scores, stats

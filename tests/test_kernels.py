@@ -62,6 +62,8 @@ class Layout:
             np.zeros(pruned_table_size(max(n_terms, 1), nb), np.int64),
             np.zeros(1, np.int64),
             np.empty(nb, np.int32),
+            np.zeros(self.n_docs, np.float32),
+            np.empty(self.n_docs, np.int32),
         )
 
 

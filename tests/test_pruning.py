@@ -132,6 +132,8 @@ def pruned(lay: dict, q: tuple, k: int, alpha: float = 1.0, frac: float = 1.0) -
         np.zeros(pruned_table_size(max(q[1].size, 1), nb), np.int64),
         np.zeros(1, np.int64),
         np.empty(nb, np.int32),
+        np.zeros(lay["docs"].shape[0], np.float32),
+        np.empty(lay["docs"].shape[0], np.int32),
     )
     return search_pruned(
         *q, *lay["arrays"], lay["kth"], lay["dense"], lay["bsize"], k, alpha, frac, *ws
@@ -196,8 +198,12 @@ def test_one_workspace_reused_across_queries_and_generation_wrap() -> None:
         np.zeros(pruned_table_size(10, nb), np.int64),
         np.full(1, scoring._GEN_LIMIT - 100, np.int64),  # wraps a third of the way in
         np.empty(nb, np.int32),
+        np.zeros(n, np.float32),
+        np.empty(n, np.int32),
     )
-    tiny = (shared[0], np.zeros(1, np.int64), shared[2], shared[3])
+    # too small a table and accumulator: the kernel allocates its own
+    empty = np.zeros(0, np.float32), np.empty(0, np.int32)
+    tiny = (shared[0], np.zeros(1, np.int64), shared[2], shared[3], *empty)
     gens = set()
     for r in range(300):
         qr = _query(q, r)
@@ -208,7 +214,7 @@ def test_one_workspace_reused_across_queries_and_generation_wrap() -> None:
         )
         np.testing.assert_array_equal(p_ids, ids)
         np.testing.assert_array_equal(p_scores, scores)
-        assert not shared[0].any()  # the bounds are handed back zeroed
+        assert not shared[0].any() and not shared[4].any()  # bounds and sums handed back zeroed
         gens.add(int(shared[2][0]))
     assert min(gens) < 100 < scoring._GEN_LIMIT - 50 < max(gens)  # it did wrap
 
