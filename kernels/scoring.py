@@ -671,9 +671,8 @@ def _finish_term_at_a_time(
 
     Each term's rows are walked front to back (from first[j] to the (n_blocks, _) pair; a
     dense term's counts block by block), its postings in live blocks added into a slot
-    accumulator: terms in query order, so the same
-    float32 sums as the other paths. The heap's order is total, so offering in slot order
-    gives the same top-k.
+    accumulator: terms in query order, so the same float32 sums as the other paths. The
+    heap's order is total, so offering in slot order gives the same top-k.
     """
     nt = 0
     two = np.uint64(2)
