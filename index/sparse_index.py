@@ -112,6 +112,8 @@ class SparseIndex:
         self._block_size = int(manifest["layout"]["block_size"])
         self._n_blocks = -(-self.n_docs // self._block_size)
         self._ws = _Workspace()
+        self._batch_ws: tuple[np.ndarray, ...] | None = None  # under _BATCH_LOCK
+        self._batch_terms = 0
         self._decoded: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
         self._decode_lock = threading.Lock()
         self._dense: tuple[np.ndarray, ...] | None = None
@@ -332,15 +334,17 @@ class SparseIndex:
             d, s = search_exhaustive(q_ptr, q_terms, q_weights, *idx, bs, kk, acc, touched)
         else:
             with _BATCH_LOCK:
-                n_chunks = numba.get_num_threads()
+                workers = min(nq, numba.get_num_threads())
                 if method == "pruned":
+                    n_terms = int(np.diff(q_ptr).max())
                     d, s, _ = search_pruned_parallel(
                         q_ptr, q_terms, q_weights, *idx, self._term_kth, self._dense_terms(), bs,
-                        kk, alpha, term_fraction, n_chunks,
+                        kk, alpha, term_fraction, *self._batch_workspace(workers, n_terms),
                     )  # fmt: skip
                 else:
+                    acc, touched = self._batch_workspace(workers, 0)[4:]
                     d, s = search_exhaustive_parallel(
-                        q_ptr, q_terms, q_weights, *idx, bs, kk, n_chunks
+                        q_ptr, q_terms, q_weights, *idx, bs, kk, acc, touched
                     )
         ids[:, :kk] = d
         scores[:, :kk] = s
@@ -386,6 +390,30 @@ class SparseIndex:
             ws.tab = np.zeros(pruned_table_size(ws.tab_terms, nb), dtype=np.int64)
             ws.gen[0] = 0  # fresh table: stamps restart
         return ws.ub, ws.tab, ws.gen, ws.cand, *self._exhaustive_workspace()
+
+    def _batch_workspace(self, workers: int, n_terms: int) -> tuple[np.ndarray, ...]:
+        """(ub, tab, gen, cand, acc, touched) with one row per batch worker, kept between
+        batches like the single-query workspace (fresh ones cost a 1M-doc batch ~11k page
+        faults per worker). Grown to `workers` rows and n_terms-term tables; call it under
+        _BATCH_LOCK, which keeps the batches on one set of rows at a time."""
+        ws, nb, n = self._batch_ws, self._n_blocks, self.n_docs
+        if ws is None or ws[0].shape[0] < workers:
+            ws = (
+                np.zeros((workers, nb), dtype=np.float32),
+                np.zeros((workers, 0), dtype=np.int64),
+                np.zeros((workers, 1), dtype=np.int64),
+                np.empty((workers, nb), dtype=np.int32),
+                np.zeros((workers, n), dtype=np.float32),
+                np.empty((workers, n), dtype=np.int32),
+            )
+            self._batch_terms = 0
+        if self._batch_terms < n_terms:  # as in _pruned_workspace: doubling, unwritten pages free
+            self._batch_terms = max(n_terms, 2 * self._batch_terms, 16)
+            size = pruned_table_size(self._batch_terms, nb)
+            ws = (ws[0], np.zeros((ws[0].shape[0], size), dtype=np.int64), *ws[2:])
+            ws[2][:] = 0  # fresh tables: stamps restart
+        self._batch_ws = ws
+        return tuple(a[:workers] for a in ws)
 
     def _dense_terms(self) -> tuple[np.ndarray, ...]:
         """kernels.dense_terms of this index, built on first use (0.16 s at 1M docs)."""

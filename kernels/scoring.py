@@ -57,11 +57,7 @@ search function here means an edit can never leave a stale cached kernel behind.
 from __future__ import annotations
 
 import numpy as np
-from numba import config, njit, prange
-
-# Default chunk count for the parallel paths. Read once from config (the process-wide thread
-# ceiling) because calling numba.get_num_threads() inside a kernel makes it uncacheable.
-_DEFAULT_CHUNKS = max(1, int(config.NUMBA_NUM_THREADS))
+from numba import njit, prange
 
 # Pruning table: a directory of nv * n_chunks entries, generation (bits 48..62) | position
 # (0..39) of the term's last row in the chunk, then (block, posting offset) pairs, one per row,
@@ -517,27 +513,31 @@ def search_exhaustive_parallel(
     dead: np.ndarray,
     bsize: int,
     k: int,
-    n_chunks: int = 0,
+    acc: np.ndarray,
+    touched: np.ndarray,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """search_exhaustive across threads: one accumulator per chunk, queries dealt round-robin.
+    """search_exhaustive across threads: queries dealt round-robin to acc.shape[0] workers.
 
-    n_chunks <= 0 means one chunk per Numba thread (pass numba.get_num_threads() to follow
-    set_num_threads). Memory: n_chunks * n_docs * 8 bytes.
+    Worker w uses row w of the caller's workspace, acc float32[W, n_docs] (zero in/out) and
+    touched int32[W, n_docs]: kept between batches, so a batch faults in no fresh pages (see
+    search_pruned_parallel). Pass one row per Numba thread (numba.get_num_threads()).
     """
     nq = q_indptr.shape[0] - 1
     n_docs = doc_order.shape[0]
+    if acc.shape[0] < 1 or touched.shape[0] != acc.shape[0]:
+        raise ValueError("workspace rows: acc and touched need one row per worker, at least one")
+    if acc.shape[1] < n_docs or touched.shape[1] < n_docs:
+        raise ValueError("workspace: acc and touched need n_docs columns")
     kk = max(k, 0)
     out_ids = np.full((nq, kk), -1, dtype=np.int32)
     out_scores = np.zeros((nq, kk), dtype=np.float32)
-    chunks = min(nq, n_chunks if n_chunks > 0 else _DEFAULT_CHUNKS)
+    chunks = min(nq, acc.shape[0])
     for c in prange(chunks):
-        acc = np.zeros(n_docs, dtype=np.float32)
-        touched = np.empty(n_docs, dtype=np.int32)
         for qi in range(c, nq, chunks):
             _exhaustive_row(
                 q_terms, q_weights, q_indptr[qi], q_indptr[qi + 1], term_ptr, block_ptr,
-                block_rows, post_docs, post_impacts, doc_order, dead, bsize, kk, acc, touched,
-                out_ids, out_scores, qi,
+                block_rows, post_docs, post_impacts, doc_order, dead, bsize, kk, acc[c],
+                touched[c], out_ids, out_scores, qi,
             )  # fmt: skip
     return out_ids, out_scores
 
@@ -1090,33 +1090,47 @@ def search_pruned_parallel(
     k: int,
     alpha: float,
     term_fraction: float,
-    n_chunks: int = 0,
+    ub: np.ndarray,
+    tab: np.ndarray,
+    gen: np.ndarray,
+    cand: np.ndarray,
+    acc: np.ndarray,
+    touched: np.ndarray,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """search_pruned across threads: one workspace per chunk, queries dealt round-robin."""
+    """search_pruned across threads: queries dealt round-robin to ub.shape[0] workers.
+
+    Worker w uses row w of each workspace array (ub[W, n_blocks], tab[W, L], gen[W, 1],
+    cand[W, n_blocks], acc[W, n_docs], touched[W, n_docs]; per row, _pruned_row's contract).
+    The caller keeps them between batches: fresh ones cost a 1M-doc batch ~11k page faults
+    per worker, 6% of its time on one thread and more on two, where the workers fault into
+    one address space (siamese queries: two threads ran 1.6-1.8x one, 1.86-1.90x after).
+    Pass one row per Numba thread (numba.get_num_threads()).
+    """
     nq = q_indptr.shape[0] - 1
     n_docs = doc_order.shape[0]
     nb = (n_docs + bsize - 1) // bsize
+    w = ub.shape[0]
+    if w < 1 or not (
+        tab.shape[0] == w
+        and gen.shape[0] == w
+        and cand.shape[0] == w
+        and acc.shape[0] == w
+        and touched.shape[0] == w
+    ):
+        raise ValueError("workspace rows: every array needs one row per worker, at least one")
+    if ub.shape[1] != nb or cand.shape[1] < nb or gen.shape[1] < 1:
+        raise ValueError("workspace: ub and cand need n_blocks columns, gen one")
     kk = max(k, 0)
     out_ids = np.full((nq, kk), -1, dtype=np.int32)
     out_scores = np.zeros((nq, kk), dtype=np.float32)
     stats = np.zeros((nq, _STATS), dtype=np.int64)
-    vocab = term_ptr.shape[0] - 1
-    size = 0
-    for qi in range(nq):
-        size = max(size, _table_need(q_terms, q_indptr[qi], q_indptr[qi + 1], term_ptr, vocab, nb))
-    chunks = min(nq, n_chunks if n_chunks > 0 else _DEFAULT_CHUNKS)
+    chunks = min(nq, w)
     for c in prange(chunks):
-        ub = np.zeros(nb, dtype=np.float32)
-        tab = np.zeros(size, dtype=np.int64)
-        gen = np.zeros(1, dtype=np.int64)
-        cand = np.empty(nb, dtype=np.int32)
-        acc = np.zeros(n_docs, dtype=np.float32)
-        touched = np.empty(n_docs, dtype=np.int32)
         for qi in range(c, nq, chunks):
             _pruned_row(
                 q_terms, q_weights, q_indptr[qi], q_indptr[qi + 1], term_ptr, block_ptr,
                 block_rows, post_docs, post_impacts, doc_order, dead, term_kth, dense, bsize, kk,
-                alpha, term_fraction, ub, tab, gen, cand, acc, touched, out_ids, out_scores, qi,
-                stats,
+                alpha, term_fraction, ub[c], tab[c], gen[c], cand[c], acc[c], touched[c], out_ids,
+                out_scores, qi, stats,
             )  # fmt: skip
     return out_ids, out_scores, stats

@@ -66,6 +66,10 @@ class Layout:
             np.empty(self.n_docs, np.int32),
         )
 
+    def batch_workspace(self, workers: int, n_terms: int) -> tuple[np.ndarray, ...]:
+        """The parallel kernels' workspace: one row of each array per worker."""
+        return tuple(np.stack([a] * workers) for a in self.workspace(n_terms))
+
 
 def make_layout(
     docs: sp.csr_matrix, bsize: int, order: np.ndarray, dense_bytes: int = NO_DENSE
@@ -234,14 +238,22 @@ def test_exhaustive_and_pruned_equal_brute_force(case: Case) -> None:
 
 
 @SETTINGS
-@given(cases(), st.integers(1, 4))
-def test_parallel_equals_sequential(case: Case, n_chunks: int) -> None:
+@given(cases(), st.integers(1, 4), st.booleans())
+def test_parallel_equals_sequential(case: Case, workers: int, reuse: bool) -> None:
+    """Any worker count; reuse=True runs the batch twice on the same rows (kept workspace),
+    after a first pass with tables too short for the queries (private ones)."""
     lay = case.layout
     args = (case.q_indptr, case.q_terms, case.q_weights, *lay.arrays)
-    ids, scores = search_exhaustive_parallel(*args, lay.bsize, case.k, n_chunks)
+    ws = lay.batch_workspace(workers, int(np.diff(case.q_indptr).max(initial=0)))
+    if reuse:
+        short = (ws[0], np.ascontiguousarray(ws[1][:, :1]), *ws[2:])
+        search_pruned_parallel(*args, lay.term_kth, lay.dense, lay.bsize, case.k, 1.0, 1.0, *short)
+        search_pruned_parallel(*args, lay.term_kth, lay.dense, lay.bsize, case.k, 1.0, 1.0, *ws)
+    ids, scores = search_exhaustive_parallel(*args, lay.bsize, case.k, *ws[4:])
     p_ids, p_scores, stats = search_pruned_parallel(
-        *args, lay.term_kth, lay.dense, lay.bsize, case.k, 1.0, 1.0, n_chunks
+        *args, lay.term_kth, lay.dense, lay.bsize, case.k, 1.0, 1.0, *ws
     )
+    assert not ws[0].any() and not ws[4].any()  # zero in, zero out
     assert ids.shape == scores.shape == p_ids.shape == (case.nq, case.k)
     assert stats.shape == (case.nq, 3)
     np.testing.assert_array_equal(p_ids, ids)
@@ -299,10 +311,37 @@ def test_batch_default_chunks_and_padding() -> None:
     )
     expect_ids = [[1, 2, 3, -1], [-1, -1, -1, -1], [1, 2, -1, -1]]
     expect_scores = [[3, 3, 2, 0], [0, 0, 0, 0], [0.5, 0.5, 0, 0]]
-    ids, scores = search_exhaustive_parallel(*args, lay.bsize, 4)
+    ws = lay.batch_workspace(2, 2)
+    ids, scores = search_exhaustive_parallel(*args, lay.bsize, 4, *ws[4:])
     assert ids.tolist() == expect_ids and scores.tolist() == expect_scores
-    ids, scores, _ = search_pruned_parallel(*args, lay.term_kth, lay.dense, lay.bsize, 4, 1.0, 1.0)
+    ids, scores, _ = search_pruned_parallel(
+        *args, lay.term_kth, lay.dense, lay.bsize, 4, 1.0, 1.0, *ws
+    )
     assert ids.tolist() == expect_ids and scores.tolist() == expect_scores
+
+
+def test_batch_workspace_shapes_are_checked() -> None:
+    """A workspace that does not fit the index or the workers is refused, not overrun."""
+    lay = _tiny().layout
+    args = (np.array([0, 1], np.int64), np.array([0], np.int32), np.ones(1, np.float32))
+    args = (*args, *lay.arrays)
+    ws = lay.batch_workspace(2, 1)
+    c = np.ascontiguousarray
+    bad = (
+        (ws[0][:1], *ws[1:]),  # a worker short of rows
+        (c(ws[0][:, :-1]), *ws[1:]),  # one block short
+        (*ws[:2], c(ws[2][:, :0]), *ws[3:]),  # no generation slot
+    )
+    for w in bad:
+        with pytest.raises(ValueError, match="workspace"):
+            search_pruned_parallel(*args, lay.term_kth, lay.dense, lay.bsize, 3, 1.0, 1.0, *w)
+    for acc, touched in (
+        (ws[4][:1], ws[5]),
+        (c(ws[4][:, :-1]), c(ws[5][:, :-1])),
+        (ws[4][:0], ws[5][:0]),
+    ):
+        with pytest.raises(ValueError, match="workspace"):
+            search_exhaustive_parallel(*args, lay.bsize, 3, acc, touched)
 
 
 @pytest.mark.parametrize("k", [0, -3])

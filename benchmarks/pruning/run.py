@@ -30,7 +30,6 @@ import numpy as np
 from benchmarks.pruning import engines as E
 from benchmarks.pruning import synthetic
 from index import SparseIndex, build_index
-from kernels import search_pruned_parallel
 from sparseretr.sparse import SparseVectors
 
 RESULTS = Path(__file__).resolve().parents[1] / "results"
@@ -112,18 +111,9 @@ def recall_at_10(got: list[np.ndarray], exact: np.ndarray) -> float:
 def batch_scaling(
     index: SparseIndex, queries: SparseVectors, k: int, rounds: int = 9
 ) -> dict[str, Any]:
-    """Throughput of the parallel pruned kernel on 1 thread vs every thread (same batch)."""
+    """Throughput of one batch search (SparseIndex.search, pruned) on 1 thread vs every thread."""
     import numba
 
-    bp = index.block_postings
-    args = (
-        np.ascontiguousarray(queries.indptr, dtype=np.int64),
-        np.ascontiguousarray(queries.indices, dtype=np.int32),
-        np.ascontiguousarray(queries.data, dtype=np.float32),
-        bp["term_ptr"], bp["block_ptr"], bp["block_rows"], bp["post_docs"], bp["post_impacts"],
-        bp["doc_order"], np.zeros(0, np.uint8), bp["term_kth"], bp["dense"], bp["block_size"], k,
-        1.0, 1.0,
-    )  # fmt: skip
     n_max = numba.config.NUMBA_NUM_THREADS
     counts = sorted({1, n_max})
     secs: dict[int, list[float]] = {t: [] for t in counts}
@@ -133,8 +123,8 @@ def batch_scaling(
         for threads in counts:
             numba.set_num_threads(threads)
             t0 = time.perf_counter()
-            search_pruned_parallel(*args, threads)
-            if r:  # round 0 warms up (compiles, faults the pages in)
+            index.search(queries, k)
+            if r:  # round 0 warms up (compiles, faults the pages and the workspaces in)
                 secs[threads].append(time.perf_counter() - t0)
     numba.set_num_threads(1)
     out: dict[str, Any] = {
