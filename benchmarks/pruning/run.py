@@ -148,7 +148,9 @@ def _rss() -> int:
 
 
 def probe(kind: str, path: str, queries_npz: str) -> dict[str, int]:
-    """In a fresh process: RSS growth from loading an index, then from running the queries."""
+    """In a fresh process: RSS growth from loading an index, from running the queries one at a
+    time on one thread, and (ours) from then running them as one batch on every thread, which
+    adds the batch workers' kept workspaces."""
     z = np.load(queries_npz)
     q = SparseVectors(z["indptr"], z["indices"], z["data"], int(z["vocab"]))
     import numba
@@ -170,7 +172,12 @@ def probe(kind: str, path: str, queries_npz: str) -> dict[str, int]:
         fn = E.bmp_engine(Path(path), q, 1.0, 1.0)
     for i in range(len(q)):
         fn(i, 10)
-    return {"after_load": loaded - base, "after_queries": _rss() - base}
+    out = {"after_load": loaded - base, "after_queries": _rss() - base}
+    if kind == "ours":
+        numba.set_num_threads(numba.config.NUMBA_NUM_THREADS)
+        index.search(q, 10)
+        out["after_batch"] = _rss() - base
+    return out
 
 
 def measure_rss(kind: str, path: Path, queries: SparseVectors, cache: Path) -> dict[str, int]:
@@ -180,8 +187,7 @@ def measure_rss(kind: str, path: Path, queries: SparseVectors, cache: Path) -> d
         vocab=queries.vocab_size,
     )  # fmt: skip
     cmd = [sys.executable, "-m", "benchmarks.pruning.run", "--probe", kind, str(path), str(qfile)]
-    env = {**os.environ, "NUMBA_NUM_THREADS": "1"}
-    proc = subprocess.run(cmd, capture_output=True, text=True, check=False, env=env)
+    proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
     if proc.returncode != 0:
         return {"error": proc.stderr[-500:]}  # type: ignore[dict-item]
     return json.loads(proc.stdout.strip().splitlines()[-1])
@@ -483,7 +489,10 @@ def targets(rec: dict[str, Any]) -> dict[str, Any]:
     if "after_load" in r:
         out["rss_after_load_over_index_size"] = r["after_load"] / ours["bytes"]
         out["rss_after_queries_over_index_size"] = r["after_queries"] / ours["bytes"]
-        out["rss_le_index_plus_20pct"] = r["after_queries"] <= 1.2 * ours["bytes"]
+        out["rss_after_batch_over_index_size"] = r["after_batch"] / ours["bytes"]
+        out["rss_le_index_plus_20pct"] = (
+            max(r["after_queries"], r["after_batch"]) <= 1.2 * ours["bytes"]
+        )
     sp = [v["speedup"] for v in rec["batch_scaling"].values()]
     out["batch_speedup_2_threads"] = sp
     out["batch_ge_1.8x"] = all(s >= 1.8 for s in sp)
