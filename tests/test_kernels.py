@@ -8,16 +8,19 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+import numba
 import numpy as np
 import pytest
 import scipy.sparse as sp
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from numba import njit, prange
 
 from index.postings import encode_postings, postings_by_slot, term_kth_impacts
 from kernels import (
     dense_terms,
     pruned_table_size,
+    scoring,
     search_exhaustive,
     search_exhaustive_parallel,
     search_pruned,
@@ -342,6 +345,28 @@ def test_batch_workspace_shapes_are_checked() -> None:
     ):
         with pytest.raises(ValueError, match="workspace"):
             search_exhaustive_parallel(*args, lay.bsize, 3, acc, touched)
+
+
+@njit(parallel=True)
+def _claim_all(n: int, workers: int) -> np.ndarray:
+    """The batch kernels' dealing loop, counting how often each index is handed out."""
+    seen = np.zeros(n, dtype=np.int64)
+    nxt = np.zeros(1, dtype=np.int64)
+    for _ in prange(workers):
+        i = scoring._claim(nxt)
+        while i < n:
+            seen[i] += 1
+            i = scoring._claim(nxt)
+    return seen
+
+
+@pytest.mark.skipif(numba.config.NUMBA_NUM_THREADS < 2, reason="needs two threads to race")
+def test_claim_hands_out_each_query_once() -> None:
+    """Two threads claiming 2M indexes: with a plain load-add-store, both threads would take
+    some index twice, and two workers would write one query's results at once."""
+    n, workers = 2_000_000, max(2, numba.get_num_threads())
+    seen = _claim_all(n, workers)
+    assert seen.min() == 1 and seen.max() == 1
 
 
 @pytest.mark.parametrize("k", [0, -3])
