@@ -73,16 +73,17 @@ DENSE_ROW_BYTES_PER_BLOCK = 1.0
 
 
 class _Workspace(threading.local):
-    """Per-thread scratch for single-query searches: allocating it per query (several MB at
-    1M docs) would cost more in page faults than the pruned search itself."""
+    """Per-thread search scratch, one row per batch worker; a single query uses row 0.
 
-    ub: np.ndarray | None = None
-    tab: np.ndarray | None = None
+    Allocating it per query (several MB at 1M docs) would cost more in page faults than the
+    pruned search itself, and per batch it cost a 1M-doc batch 6% of its time. Sharing row 0
+    between a thread's single queries and its batches keeps one worker's copy (8 bytes per
+    doc and the touched part of the table) out of resident memory; rows never used stay
+    unmapped.
+    """
+
+    arrays: tuple[np.ndarray, ...] = ()  # ub, tab, gen, cand, acc, touched; [rows, ...] each
     tab_terms: int = 0
-    gen: np.ndarray | None = None
-    cand: np.ndarray | None = None
-    acc: np.ndarray | None = None
-    touched: np.ndarray | None = None
 
 
 class SparseIndex:
@@ -112,8 +113,6 @@ class SparseIndex:
         self._block_size = int(manifest["layout"]["block_size"])
         self._n_blocks = -(-self.n_docs // self._block_size)
         self._ws = _Workspace()
-        self._batch_ws: tuple[np.ndarray, ...] | None = None  # under _BATCH_LOCK
-        self._batch_terms = 0
         self._decoded: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
         self._decode_lock = threading.Lock()
         self._dense: tuple[np.ndarray, ...] | None = None
@@ -327,10 +326,10 @@ class SparseIndex:
         if nq == 1 and method == "pruned":
             d, s, _ = search_pruned(
                 q_ptr, q_terms, q_weights, *idx, self._term_kth, self._dense_terms(), bs, kk,
-                alpha, term_fraction, *self._pruned_workspace(int(q_terms.size)),
+                alpha, term_fraction, *(a[0] for a in self._workspace(1, int(q_terms.size))),
             )  # fmt: skip
         elif nq == 1:
-            acc, touched = self._exhaustive_workspace()
+            acc, touched = (a[0] for a in self._workspace(1, 0)[4:])
             d, s = search_exhaustive(q_ptr, q_terms, q_weights, *idx, bs, kk, acc, touched)
         else:
             with _BATCH_LOCK:
@@ -339,10 +338,10 @@ class SparseIndex:
                     n_terms = int(np.diff(q_ptr).max())
                     d, s, _ = search_pruned_parallel(
                         q_ptr, q_terms, q_weights, *idx, self._term_kth, self._dense_terms(), bs,
-                        kk, alpha, term_fraction, *self._batch_workspace(workers, n_terms),
+                        kk, alpha, term_fraction, *self._workspace(workers, n_terms),
                     )  # fmt: skip
                 else:
-                    acc, touched = self._batch_workspace(workers, 0)[4:]
+                    acc, touched = self._workspace(workers, 0)[4:]
                     d, s = search_exhaustive_parallel(
                         q_ptr, q_terms, q_weights, *idx, bs, kk, acc, touched
                     )
@@ -365,7 +364,7 @@ class SparseIndex:
         if len(queries) == 0 or self.n_docs == 0:
             return np.zeros((len(queries), 3), dtype=np.int64)
         terms = np.ascontiguousarray(queries.indices, dtype=np.int32)
-        ws = self._pruned_workspace(int(np.diff(queries.indptr).max()))
+        ws = [a[0] for a in self._workspace(1, int(np.diff(queries.indptr).max()))]
         _, _, stats = search_pruned(
             np.ascontiguousarray(queries.indptr, dtype=np.int64), terms,
             np.ascontiguousarray(queries.data, dtype=np.float32), self._term_ptr,
@@ -375,45 +374,28 @@ class SparseIndex:
         )  # fmt: skip
         return stats
 
-    def _pruned_workspace(self, n_terms: int) -> tuple[np.ndarray, ...]:
-        """This thread's (ub, tab, gen, cand, acc, touched), the table grown to n_terms rows if
-        needed; acc and touched are shared with the exhaustive search."""
-        ws, nb = self._ws, self._n_blocks
-        if ws.ub is None:
-            ws.ub = np.zeros(nb, dtype=np.float32)
-            ws.gen = np.zeros(1, dtype=np.int64)
-            ws.cand = np.empty(nb, dtype=np.int32)
-            ws.tab = np.zeros(0, dtype=np.int64)
+    def _workspace(self, rows: int, n_terms: int) -> tuple[np.ndarray, ...]:
+        """This thread's (ub, tab, gen, cand, acc, touched), `rows` rows each (one per batch
+        worker), tables fitting queries of n_terms terms; see _Workspace."""
+        ws, nb, n = self._ws, self._n_blocks, self.n_docs
+        if not ws.arrays or ws.arrays[0].shape[0] < rows:
+            ws.arrays = (
+                np.zeros((rows, nb), dtype=np.float32),
+                np.zeros((rows, 0), dtype=np.int64),
+                np.zeros((rows, 1), dtype=np.int64),
+                np.empty((rows, nb), dtype=np.int32),
+                np.zeros((rows, n), dtype=np.float32),
+                np.empty((rows, n), dtype=np.int32),
+            )
+            ws.tab_terms = 0
         if ws.tab_terms < n_terms:
             # Sized for the worst case, grown by doubling; pages never written stay unmapped.
             ws.tab_terms = max(n_terms, 2 * ws.tab_terms, 16)
-            ws.tab = np.zeros(pruned_table_size(ws.tab_terms, nb), dtype=np.int64)
-            ws.gen[0] = 0  # fresh table: stamps restart
-        return ws.ub, ws.tab, ws.gen, ws.cand, *self._exhaustive_workspace()
-
-    def _batch_workspace(self, workers: int, n_terms: int) -> tuple[np.ndarray, ...]:
-        """(ub, tab, gen, cand, acc, touched) with one row per batch worker, kept between
-        batches like the single-query workspace (fresh ones cost a 1M-doc batch ~11k page
-        faults per worker). Grown to `workers` rows and n_terms-term tables; call it under
-        _BATCH_LOCK, which keeps the batches on one set of rows at a time."""
-        ws, nb, n = self._batch_ws, self._n_blocks, self.n_docs
-        if ws is None or ws[0].shape[0] < workers:
-            ws = (
-                np.zeros((workers, nb), dtype=np.float32),
-                np.zeros((workers, 0), dtype=np.int64),
-                np.zeros((workers, 1), dtype=np.int64),
-                np.empty((workers, nb), dtype=np.int32),
-                np.zeros((workers, n), dtype=np.float32),
-                np.empty((workers, n), dtype=np.int32),
-            )
-            self._batch_terms = 0
-        if self._batch_terms < n_terms:  # as in _pruned_workspace: doubling, unwritten pages free
-            self._batch_terms = max(n_terms, 2 * self._batch_terms, 16)
-            size = pruned_table_size(self._batch_terms, nb)
-            ws = (ws[0], np.zeros((ws[0].shape[0], size), dtype=np.int64), *ws[2:])
-            ws[2][:] = 0  # fresh tables: stamps restart
-        self._batch_ws = ws
-        return tuple(a[:workers] for a in ws)
+            a = ws.arrays
+            tab = np.zeros((a[0].shape[0], pruned_table_size(ws.tab_terms, nb)), dtype=np.int64)
+            a[2][:] = 0  # fresh tables: stamps restart
+            ws.arrays = (a[0], tab, *a[2:])
+        return tuple(a[:rows] for a in ws.arrays)
 
     def _dense_terms(self) -> tuple[np.ndarray, ...]:
         """kernels.dense_terms of this index, built on first use (0.16 s at 1M docs)."""
@@ -429,13 +411,6 @@ class SparseIndex:
                         a.setflags(write=False)
                     self._dense = out
         return self._dense
-
-    def _exhaustive_workspace(self) -> tuple[np.ndarray, np.ndarray]:
-        ws = self._ws
-        if ws.acc is None:
-            ws.acc = np.zeros(self.n_docs, dtype=np.float32)
-            ws.touched = np.empty(self.n_docs, dtype=np.int32)
-        return ws.acc, ws.touched
 
     def term_weights(self, doc_internal_id: int, term_ids: np.ndarray) -> np.ndarray:
         """Dequantized weights of `term_ids` in one doc (0 where absent); powers "explain"."""
