@@ -43,7 +43,7 @@ trained: setup
 	$(BIN)/sparseretr index build --corpus $(DATA) --out indexes/$(CONFIG) --overwrite \
 		--encoder $$(case $(CONFIG) in *siamese*) echo splade;; *) echo inference-free;; esac) \
 		--model runs/$(CONFIG)/model --max-length 256
-	$(BIN)/python -m eval.attach_dense indexes/$(CONFIG) $(INDEX)
+	$(BIN)/python -m sparseretr.eval.attach_dense indexes/$(CONFIG) $(INDEX)
 	$(BIN)/sparseretr eval beir $(DATA) --index indexes/$(CONFIG) --split test \
 		--mode sparse --mode hybrid --fusion convex --fusion rrf --out runs/eval-$(CONFIG)
 

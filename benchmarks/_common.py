@@ -64,7 +64,7 @@ def machine_info() -> dict[str, Any]:
 
 
 def versions() -> dict[str, str | None]:
-    from eval.report import package_versions
+    from sparseretr.eval.report import package_versions
 
     return package_versions(
         ("sparseretr", "torch", "transformers", "numba", "numpy", "scipy", "pyserini")

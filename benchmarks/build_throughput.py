@@ -20,6 +20,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from sparseretr.index import build_index
+from sparseretr.index.segments import Snapshot, build_segmented
+from sparseretr.index.writer import IndexWriter
 
 from benchmarks._common import (
     RESULTS_DIR,
@@ -29,9 +32,6 @@ from benchmarks._common import (
     versions,
     write_json,
 )
-from index import build_index
-from index.segments import Snapshot, build_segmented
-from index.writer import IndexWriter
 from sparseretr.sparse import SparseVectors
 
 

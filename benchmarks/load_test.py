@@ -130,7 +130,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     if not Path(a.index).is_dir():
         sys.exit(f"no index at {a.index}: build it with `sparseretr index build ... --dense`")
 
-    from eval import load_beir
+    from sparseretr.eval import load_beir
 
     queries = list(load_beir(a.data, split="test").queries.values())
     modes = [m for m in a.modes.split(",") if m]

@@ -44,7 +44,7 @@ DONE_MARKER = ".bench-complete"
 # ----------------------------------------------------------------------------- setup
 def open_or_build_index(path: Path, data: Path, encoder: str) -> Any:
     """Open the index at path, building it from the corpus first when it does not exist."""
-    from index.segments import Snapshot, is_segmented
+    from sparseretr.index.segments import Snapshot, is_segmented
 
     if not (path / "manifest.json").is_file() and not is_segmented(path):
         from sparseretr.encoders import create_encoder
@@ -61,7 +61,8 @@ def open_or_build_index(path: Path, data: Path, encoder: str) -> Any:
 
 def encode_queries(index: Any, data: Path, split: str, limit: int | None) -> tuple[list[str], Any]:
     """The split's judged queries, encoded once with the index's own encoder (not timed)."""
-    from eval import load_beir
+    from sparseretr.eval import load_beir
+
     from sparseretr.encoders import load_encoder
 
     beir = load_beir(data, split=split)
@@ -195,7 +196,7 @@ def ours_kernel_engine(index: Any, queries: Any) -> SearchFn | None:
     the format-1 layout whose kernel is search_one (None otherwise).
     """
     try:
-        from kernels import search_one
+        from sparseretr.kernels import search_one
     except ImportError:
         return None
     if int(index.manifest.get("format_version", 0)) != 1:
@@ -265,7 +266,7 @@ def scipy_spgemm_engine(w: sp.csr_matrix, queries: Any) -> SearchFn:
 def lucene_unavailable() -> str | None:
     """Why Lucene cannot run here, or None when pyserini and a JVM are present."""
     try:
-        from eval.bm25_pyserini import PyseriniUnavailableError, require_pyserini
+        from sparseretr.eval.bm25_pyserini import PyseriniUnavailableError, require_pyserini
 
         require_pyserini()
     except PyseriniUnavailableError as e:
@@ -394,7 +395,7 @@ def timed_rows(
     engines: dict[str, SearchFn], nq: int, k: int, repeat: int, warmup: int
 ) -> dict[str, dict[str, float]]:
     """latency_summary per engine, plus its mean and p50 ratios to "ours" from the same run."""
-    from eval.metrics import latency_summary
+    from sparseretr.eval.metrics import latency_summary
 
     secs = time_interleaved(engines, nq, k, repeat, warmup)
     base = latency_summary(secs["ours"])

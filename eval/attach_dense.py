@@ -5,7 +5,7 @@ model over the same documents; encoding SciFact with MiniLM again for each (minu
 would only reproduce identical rows. This copies `dense/` across after checking that both
 indexes hold the same documents in the same order (dense rows are addressed by that order).
 
-    python -m eval.attach_dense TARGET_INDEX SOURCE_INDEX
+    python -m sparseretr.eval.attach_dense TARGET_INDEX SOURCE_INDEX
 """
 
 from __future__ import annotations
@@ -16,9 +16,8 @@ import sys
 from pathlib import Path
 
 import numpy as np
-
-from index.dense import DENSE_DIR, DenseIndex
-from index.segments import Snapshot
+from sparseretr.index.dense import DENSE_DIR, DenseIndex
+from sparseretr.index.segments import Snapshot
 
 
 def attach_dense(target: str | Path, source: str | Path) -> Path:

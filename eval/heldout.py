@@ -5,7 +5,7 @@ test. The held-out queries are the ones `sparseretr train` split off the *train*
 config's seed and never trained on; searching them over the full corpus (through the Engine,
 as the service does) is the honest yardstick.
 
-    python -m eval.heldout --config configs/scifact-inference-free.yaml --index INDEX
+    python -m sparseretr.eval.heldout --config configs/scifact-inference-free.yaml --index INDEX
 """
 
 from __future__ import annotations
@@ -16,9 +16,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from eval.cost import sparse_cost
-from eval.metrics import evaluate
-from eval.runner import run_retrieval
+from sparseretr.eval.cost import sparse_cost
+from sparseretr.eval.metrics import evaluate
+from sparseretr.eval.runner import run_retrieval
 
 
 def heldout_metrics(config: str | Path, index: str | Path, mode: str = "sparse") -> dict[str, Any]:

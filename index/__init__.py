@@ -3,9 +3,9 @@
 The search hot path lives in `kernels`; this package owns the format and its guarantees.
 """
 
-from index.build import build_index
-from index.docstore import DocStore
-from index.errors import (
+from sparseretr.index.build import build_index
+from sparseretr.index.docstore import DocStore
+from sparseretr.index.errors import (
     ChecksumMismatchError,
     CorruptIndexError,
     IndexExistsError,
@@ -14,9 +14,9 @@ from index.errors import (
     ManifestError,
     SparseIndexError,
 )
-from index.format import FORMAT_NAME, FORMAT_VERSION
-from index.quantize import dequantize, quantize
-from index.sparse_index import SparseIndex
+from sparseretr.index.format import FORMAT_NAME, FORMAT_VERSION
+from sparseretr.index.quantize import dequantize, quantize
+from sparseretr.index.sparse_index import SparseIndex
 
 __all__ = [
     "FORMAT_NAME",

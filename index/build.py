@@ -21,10 +21,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-
-from index.docstore import DocStore
-from index.errors import IndexExistsError
-from index.format import (
+from sparseretr.index.docstore import DocStore
+from sparseretr.index.errors import IndexExistsError
+from sparseretr.index.format import (
     BLOCK_PTR,
     BLOCK_ROWS,
     DOC_IDS,
@@ -45,7 +44,7 @@ from index.format import (
     fsync_file,
     save_array,
 )
-from index.postings import (
+from sparseretr.index.postings import (
     KTH_LEVELS,
     check_block_size,
     encode_postings,
@@ -53,8 +52,9 @@ from index.postings import (
     term_kth_impacts,
     top_terms_mask,
 )
-from index.quantize import quantize
-from index.reorder import reorder_docs
+from sparseretr.index.quantize import quantize
+from sparseretr.index.reorder import reorder_docs
+
 from sparseretr.sparse import SparseVectors
 
 _RESERVED = {MANIFEST, DOCSTORE}

@@ -23,9 +23,8 @@ from typing import Any, Literal
 
 import faiss
 import numpy as np
-
-from index.errors import SparseIndexError
-from index.format import fsync_dir, fsync_file
+from sparseretr.index.errors import SparseIndexError
+from sparseretr.index.format import fsync_dir, fsync_file
 
 DENSE_DIR = "dense"
 DENSE_FORMAT = "sparseretr-dense"

@@ -36,8 +36,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-
-from index.errors import (
+from sparseretr.index.errors import (
     REBUILD_HINT,
     ChecksumMismatchError,
     CorruptIndexError,

@@ -24,8 +24,7 @@ from __future__ import annotations
 
 import numpy as np
 from numba import njit
-
-from kernels import scoring
+from sparseretr.kernels import scoring
 
 MAX_BLOCK_SIZE = 128  # count - 1 and a gap code of >= 1 bit must share the header byte
 KTH_LEVELS = (10, 100, 1000)  # columns of term_kth

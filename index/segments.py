@@ -37,12 +37,12 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from sparseretr.index.build import build_index, refuse_existing, swap_into_place
+from sparseretr.index.dense import DENSE_DIR, DenseIndex
+from sparseretr.index.errors import CorruptIndexError, IndexNotFoundError, IndexVersionError
+from sparseretr.index.format import BM25_DIR, MANIFEST, fsync_dir, fsync_file
+from sparseretr.index.sparse_index import SparseIndex
 
-from index.build import build_index, refuse_existing, swap_into_place
-from index.dense import DENSE_DIR, DenseIndex
-from index.errors import CorruptIndexError, IndexNotFoundError, IndexVersionError
-from index.format import BM25_DIR, MANIFEST, fsync_dir, fsync_file
-from index.sparse_index import SparseIndex
 from sparseretr.sparse import SparseVectors
 
 SEGMENTS_FORMAT = "sparseretr-segments"

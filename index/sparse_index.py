@@ -17,10 +17,9 @@ from typing import Any
 import numba
 import numpy as np
 import scipy.sparse as sp
-
-from index.docstore import DocStore
-from index.errors import REBUILD_HINT, CorruptIndexError
-from index.format import (
+from sparseretr.index.docstore import DocStore
+from sparseretr.index.errors import REBUILD_HINT, CorruptIndexError
+from sparseretr.index.format import (
     ARRAY_FILES,
     BLOCK_PTR,
     BLOCK_ROWS,
@@ -37,14 +36,14 @@ from index.format import (
     load_array,
     read_manifest,
 )
-from index.postings import (
+from sparseretr.index.postings import (
     KTH_LEVELS,
     check_block_size,
     decode_slots,
     layout_ok,
     lookup_impacts,
 )
-from kernels import (
+from sparseretr.kernels import (
     dense_terms,
     pruned_table_size,
     search_exhaustive,
@@ -52,6 +51,7 @@ from kernels import (
     search_pruned,
     search_pruned_parallel,
 )
+
 from sparseretr.sparse import SparseVectors
 
 # One parallel batch at a time per process: each batch already uses every Numba thread, and the

@@ -16,11 +16,10 @@ from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
-
-from index.build import build_index, refuse_existing, swap_into_place
-from index.docstore import DocStore
-from index.errors import CorruptIndexError, IndexNotFoundError, IndexVersionError
-from index.format import (
+from sparseretr.index.build import build_index, refuse_existing, swap_into_place
+from sparseretr.index.docstore import DocStore
+from sparseretr.index.errors import CorruptIndexError, IndexNotFoundError, IndexVersionError
+from sparseretr.index.format import (
     DOCSTORE,
     ENCODER_DIR,
     FORMAT_NAME,
@@ -28,7 +27,8 @@ from index.format import (
     MANIFEST,
     tree_writer,
 )
-from index.segments import FIRST_SEGMENT, SEGMENTS_DIR, is_segmented, write_first_commit
+from sparseretr.index.segments import FIRST_SEGMENT, SEGMENTS_DIR, is_segmented, write_first_commit
+
 from sparseretr.sparse import SparseVectors
 
 # Format version -> files holding (term_ptr, post_docs, post_impacts, doc_ids) as plain .npy.

@@ -18,9 +18,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from sparseretr.index.errors import CorruptIndexError
+from sparseretr.index.format import fsync_dir
 
-from index.errors import CorruptIndexError
-from index.format import fsync_dir
 from sparseretr.sparse import SparseVectors
 
 _RECORD_RE = re.compile(r"^(\d{16})\.npz$")

@@ -24,12 +24,11 @@ from pathlib import Path
 from typing import Any, TextIO
 
 import numpy as np
-
-from index.build import build_index
-from index.dense import DenseIndex
-from index.errors import SparseIndexError
-from index.format import BM25_DIR, ENCODER_DIR, fsync_dir, tree_writer
-from index.segments import (
+from sparseretr.index.build import build_index
+from sparseretr.index.dense import DenseIndex
+from sparseretr.index.errors import SparseIndexError
+from sparseretr.index.format import BM25_DIR, ENCODER_DIR, fsync_dir, tree_writer
+from sparseretr.index.segments import (
     DELETES_DIR,
     LOCK_FILE,
     SEGMENTS_DIR,
@@ -45,7 +44,8 @@ from index.segments import (
     save_deletes,
     write_commit,
 )
-from index.wal import Record, read_record, record_seqs, truncate, write_record
+from sparseretr.index.wal import Record, read_record, record_seqs, truncate, write_record
+
 from sparseretr.sparse import SparseVectors
 
 log = logging.getLogger(__name__)

@@ -4,7 +4,7 @@ No I/O and no objects here, so the hot path stays compilable and the index layer
 Result order everywhere: score descending, ties broken by the smaller internal doc id first.
 """
 
-from kernels.scoring import (
+from sparseretr.kernels.scoring import (
     dense_terms,
     pruned_table_size,
     search_exhaustive,

@@ -18,13 +18,12 @@ from typing import Any
 
 import anyio.to_thread
 from fastapi import FastAPI
-
-from service.batcher import MicroBatcher
-from service.errors import install_error_handlers
-from service.metrics import Metrics, MetricsMiddleware
-from service.middleware import BodySizeLimitMiddleware
-from service.routes import documents, health, search, ui
-from service.settings import Settings, get_settings
+from sparseretr.service.batcher import MicroBatcher
+from sparseretr.service.errors import install_error_handlers
+from sparseretr.service.metrics import Metrics, MetricsMiddleware
+from sparseretr.service.middleware import BodySizeLimitMiddleware
+from sparseretr.service.routes import documents, health, search, ui
+from sparseretr.service.settings import Settings, get_settings
 
 log = logging.getLogger("service")
 
@@ -33,8 +32,9 @@ EngineFactory = Callable[[Settings], Any]
 
 def open_engine(settings: Settings) -> Any:
     """Default engine factory: build the index on first start if asked, then open it."""
-    from index.segments import is_segmented
-    from service.server import ensure_index
+    from sparseretr.index.segments import is_segmented
+    from sparseretr.service.server import ensure_index
+
     from sparseretr.engine import Engine
 
     ensure_index(settings)

@@ -6,11 +6,10 @@ import hmac
 from typing import Annotated, Any
 
 from fastapi import Depends, Header, Request
-
-from service.batcher import MicroBatcher
-from service.errors import ApiError
-from service.metrics import Metrics
-from service.settings import Settings
+from sparseretr.service.batcher import MicroBatcher
+from sparseretr.service.errors import ApiError
+from sparseretr.service.metrics import Metrics
+from sparseretr.service.settings import Settings
 
 
 def get_settings(request: Request) -> Settings:

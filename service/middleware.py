@@ -8,9 +8,8 @@ app unchanged.
 
 from __future__ import annotations
 
+from sparseretr.service.errors import error_response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
-
-from service.errors import error_response
 
 _BODY_METHODS = {"POST", "PUT", "PATCH", "DELETE"}
 

@@ -17,8 +17,7 @@ from pydantic import (
     StringConstraints,
     WithJsonSchema,
 )
-
-from service.settings import (
+from sparseretr.service.settings import (
     BATCH_CEILING,
     K_CEILING,
     QUERY_CHARS_CEILING,

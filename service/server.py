@@ -7,7 +7,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from service.settings import Settings
+from sparseretr.service.settings import Settings
 
 log = logging.getLogger("service")
 
@@ -70,8 +70,7 @@ def settings_from_args(a: argparse.Namespace) -> Settings:
 def serve(settings: Settings | None = None) -> None:
     """Run uvicorn with the app factory (one process: the engine is shared by threads)."""
     import uvicorn
-
-    from service.app import create_app
+    from sparseretr.service.app import create_app
 
     settings = settings or Settings()
     logging.basicConfig(level=settings.log_level.upper(),

@@ -135,8 +135,8 @@ def cmd_index_build(a: argparse.Namespace) -> int:
 
 
 def cmd_index_info(a: argparse.Namespace) -> int:
-    from index import SparseIndex
-    from index.segments import SEGMENTS_DIR, is_segmented, read_commit
+    from sparseretr.index import SparseIndex
+    from sparseretr.index.segments import SEGMENTS_DIR, is_segmented, read_commit
 
     if is_segmented(a.index):
         commit = read_commit(Path(a.index))
@@ -154,7 +154,7 @@ def cmd_index_info(a: argparse.Namespace) -> int:
 
 
 def cmd_index_upgrade(a: argparse.Namespace) -> int:
-    from index.upgrade import upgrade
+    from sparseretr.index.upgrade import upgrade
 
     path = upgrade(a.index, a.out)
     print(f"upgraded: {path}")
@@ -191,7 +191,7 @@ def cmd_search(a: argparse.Namespace) -> int:
 
 
 def cmd_eval_beir(a: argparse.Namespace) -> int:
-    from eval.beir_eval import evaluate_beir
+    from sparseretr.eval.beir_eval import evaluate_beir
 
     report = evaluate_beir(
         a.data,
@@ -217,7 +217,7 @@ def cmd_eval_beir(a: argparse.Namespace) -> int:
 
 
 def cmd_tune_fusion(a: argparse.Namespace) -> int:
-    from eval.tune_fusion import tune_fusion
+    from sparseretr.eval.tune_fusion import tune_fusion
 
     report = tune_fusion(a.data, a.index, split=a.split, candidates=a.candidates, out=a.out)
     for g in report["grid"]:
@@ -356,7 +356,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.set_defaults(func=cmd_tune_fusion)
     _add_train_parser(sub)
     sv = sub.add_parser("serve", help="run the HTTP search service (builds a missing index)")
-    from service.server import add_serve_arguments
+    from sparseretr.service.server import add_serve_arguments
 
     add_serve_arguments(sv)
     sv.set_defaults(func=cmd_serve)
@@ -364,7 +364,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def cmd_serve(a: argparse.Namespace) -> int:
-    from service.server import serve, settings_from_args
+    from sparseretr.service.server import serve, settings_from_args
 
     serve(settings_from_args(a))
     return 0

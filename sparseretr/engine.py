@@ -24,14 +24,14 @@ from typing import Any
 
 import numpy as np
 
-from index.dense import DENSE_DIR, DenseIndex, Kind
-from index.format import BM25_DIR
-from index.segments import SegHit, Snapshot, is_segmented
-from index.writer import IndexWriter
 from sparseretr.corpus import doc_text
 from sparseretr.dense import DenseEncoder
 from sparseretr.encoders import SparseEncoder, load_encoder
 from sparseretr.fusion import DEFAULTS, FusedHit, Normalization, convex, rrf, single
+from sparseretr.index.dense import DENSE_DIR, DenseIndex, Kind
+from sparseretr.index.format import BM25_DIR
+from sparseretr.index.segments import SegHit, Snapshot, is_segmented
+from sparseretr.index.writer import IndexWriter
 from sparseretr.models import DEFAULT_DENSE
 from sparseretr.sparse import SparseVectors
 

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from index.errors import SparseIndexError
 from sparseretr.corpus import CorpusError
+from sparseretr.index.errors import SparseIndexError
 from sparseretr.models import ModelNotFoundError
 
 USER_ERRORS: tuple[type[BaseException], ...] = (

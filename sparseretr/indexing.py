@@ -12,9 +12,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from index import build_index
-from index.segments import build_segmented
 from sparseretr.encoders import BM25Encoder, SparseEncoder
+from sparseretr.index import build_index
+from sparseretr.index.segments import build_segmented
 from sparseretr.sparse import SparseVectors
 
 

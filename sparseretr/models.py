@@ -73,7 +73,7 @@ def save_model_in_state(model_ref: str, folder: Path) -> None:
     """Keep a local model folder inside the index's encoder state, so the index still opens
     when the training run that made the model is moved or deleted. Embedded defaults and Hub
     ids are found again by name and are not copied. Hard links where possible: cheap."""
-    from index.format import link_tree
+    from sparseretr.index.format import link_tree
 
     path = Path(model_ref).expanduser()
     if path.is_dir() and _embedded(model_ref) is None:

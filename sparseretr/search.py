@@ -8,8 +8,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from index import SparseIndex
 from sparseretr.encoders import SparseEncoder, load_encoder
+from sparseretr.index import SparseIndex
 from sparseretr.sparse import SparseVectors
 
 

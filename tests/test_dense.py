@@ -9,9 +9,9 @@ from unittest import mock
 
 import numpy as np
 import pytest
+from sparseretr.index import SparseIndexError
+from sparseretr.index.dense import CONFIG_FILE, FAISS_FILE, DenseIndex, DenseIndexError
 
-from index import SparseIndexError
-from index.dense import CONFIG_FILE, FAISS_FILE, DenseIndex, DenseIndexError
 from sparseretr.models import ModelNotFoundError
 
 ENC_CFG = {"kind": "dense", "model": "test", "max_length": 8}

@@ -167,7 +167,8 @@ def test_sparse_vectors_helpers():
 def test_index_keeps_a_local_model_so_it_opens_after_the_run_is_gone(tmp_path) -> None:
     import shutil
 
-    from index.segments import build_segmented
+    from sparseretr.index.segments import build_segmented
+
     from sparseretr.engine import Engine
 
     model = tmp_path / "run" / "model"

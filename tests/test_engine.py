@@ -9,11 +9,11 @@ from unittest import mock
 
 import numpy as np
 import pytest
+from sparseretr.eval.runner import run_retrieval
+from sparseretr.index import CorruptIndexError, SparseIndex
+from sparseretr.index.dense import DENSE_DIR, DenseIndex, DenseIndexError
 
 import sparseretr.engine as engine_mod
-from eval.runner import run_retrieval
-from index import CorruptIndexError, SparseIndex
-from index.dense import DENSE_DIR, DenseIndex, DenseIndexError
 from sparseretr.encoders import create_encoder
 from sparseretr.engine import Engine, SearchResult
 from sparseretr.fusion import convex, rrf
@@ -208,7 +208,7 @@ def test_mismatched_dense_side_is_refused(built, tmp_path: Path) -> None:
 
 def test_sparse_cost_matches_the_stored_vectors(engine: Engine) -> None:
     """nnz and FLOPS from the postings equal the same figures counted on decoded doc vectors."""
-    from eval.cost import sparse_cost
+    from sparseretr.eval.cost import sparse_cost
 
     texts = ["cats and kittens", "interest rates", "volcano lava magma", "zzzz"]
     q = engine.encode("sparse", texts)

@@ -10,8 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
-
-from eval import (
+from sparseretr.eval import (
     BeirData,
     DatasetNotFoundError,
     PyseriniBM25,
@@ -392,11 +391,11 @@ def test_pyserini_bm25_flat_matches_published_scifact(tmp_path: Path) -> None:
 
 def test_attach_dense_checks_documents(tmp_path: Path) -> None:
     import numpy as np
+    from sparseretr.eval.attach_dense import attach_dense
+    from sparseretr.index import build_index
+    from sparseretr.index.dense import DenseIndex
+    from sparseretr.index.segments import Snapshot
 
-    from eval.attach_dense import attach_dense
-    from index import build_index
-    from index.dense import DenseIndex
-    from index.segments import Snapshot
     from sparseretr.sparse import SparseVectors
 
     vecs = SparseVectors.from_rows([([1, 2], [1.0, 2.0])] * 4, 8)

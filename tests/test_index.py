@@ -9,8 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import scipy.sparse as sp
-
-from index import (
+from sparseretr.index import (
     FORMAT_VERSION,
     ChecksumMismatchError,
     CorruptIndexError,
@@ -25,6 +24,7 @@ from index import (
     dequantize,
     quantize,
 )
+
 from sparseretr.sparse import SparseVectors
 
 VOCAB = 120

@@ -15,9 +15,8 @@ import scipy.sparse as sp
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from numba import njit, prange
-
-from index.postings import encode_postings, postings_by_slot, term_kth_impacts
-from kernels import (
+from sparseretr.index.postings import encode_postings, postings_by_slot, term_kth_impacts
+from sparseretr.kernels import (
     dense_terms,
     pruned_table_size,
     scoring,

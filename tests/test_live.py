@@ -18,8 +18,8 @@ from pathlib import Path
 
 import httpx
 import pytest
+from sparseretr.index.segments import build_segmented
 
-from index.segments import build_segmented
 from sparseretr.encoders import BM25Encoder
 from sparseretr.engine import Engine, ReadOnlyIndexError
 

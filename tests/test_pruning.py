@@ -16,9 +16,8 @@ import pytest
 import scipy.sparse as sp
 from hypothesis import given, settings
 from hypothesis import strategies as st
-
-from index import IndexVersionError, SparseIndex, build_index
-from index.postings import (
+from sparseretr.index import IndexVersionError, SparseIndex, build_index
+from sparseretr.index.postings import (
     MAX_BLOCK_SIZE,
     decode_slots,
     encode_postings,
@@ -27,8 +26,15 @@ from index.postings import (
     postings_by_slot,
     term_kth_impacts,
 )
-from index.reorder import reorder_docs
-from kernels import dense_terms, pruned_table_size, scoring, search_exhaustive, search_pruned
+from sparseretr.index.reorder import reorder_docs
+from sparseretr.kernels import (
+    dense_terms,
+    pruned_table_size,
+    scoring,
+    search_exhaustive,
+    search_pruned,
+)
+
 from sparseretr.sparse import SparseVectors
 
 SETTINGS = settings(max_examples=40, deadline=None)
@@ -397,8 +403,8 @@ def test_version_1_index_is_refused_with_rebuild_hint(tmp_path: Path) -> None:
 
 def test_verify_catches_out_of_range_postings(tmp_path: Path) -> None:
     """Checksums re-recorded, so only the full postings scan (verify=True) can notice."""
-    from index import CorruptIndexError
-    from index.format import file_entry
+    from sparseretr.index import CorruptIndexError
+    from sparseretr.index.format import file_entry
 
     rng = np.random.default_rng(2)
     vecs = SparseVectors.from_scipy(topical_docs(rng, 50, 30, 3).astype(np.float32), 30)

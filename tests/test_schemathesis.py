@@ -8,7 +8,8 @@ from hypothesis import HealthCheck, settings
 
 schemathesis = pytest.importorskip("schemathesis")
 
-from service import Settings, create_app  # noqa: E402
+from sparseretr.service import Settings, create_app  # noqa: E402
+
 from tests.test_service_fakes import FakeEngine  # noqa: E402
 
 app = create_app(

@@ -11,9 +11,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from sparseretr.eval import evaluate, load_beir
+from sparseretr.index import SparseIndex, build_index
 
-from eval import evaluate, load_beir
-from index import SparseIndex, build_index
 from sparseretr.corpus import doc_text
 from sparseretr.encoders import BM25Encoder, InferenceFreeEncoder
 from sparseretr.search import SparseSearcher

@@ -6,11 +6,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from sparseretr.index import build_index
+from sparseretr.index.errors import CorruptIndexError
+from sparseretr.index.segments import Snapshot, build_segmented, is_segmented, list_commits
+from sparseretr.index.writer import IndexLockedError, IndexWriter
 
-from index import build_index
-from index.errors import CorruptIndexError
-from index.segments import Snapshot, build_segmented, is_segmented, list_commits
-from index.writer import IndexLockedError, IndexWriter
 from sparseretr.sparse import SparseVectors
 
 VOCAB = 40

@@ -16,12 +16,11 @@ from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, given
 from hypothesis import settings as hsettings
 from hypothesis import strategies as st
+from sparseretr.service import Settings, create_app
+from sparseretr.service.batcher import MicroBatcher, Overloaded
+from sparseretr.service.server import ensure_index, serve, settings_from_args
+from sparseretr.service.snippets import ELLIPSIS, highlight, make_snippet
 from test_service_fakes import DOCS, FakeEngine
-
-from service import Settings, create_app
-from service.batcher import MicroBatcher, Overloaded
-from service.server import ensure_index, serve, settings_from_args
-from service.snippets import ELLIPSIS, highlight, make_snippet
 
 
 def make_settings(**kw: Any) -> Settings:
@@ -769,8 +768,7 @@ def test_serve_runs_uvicorn_with_the_settings(monkeypatch: pytest.MonkeyPatch) -
     import argparse
 
     import uvicorn
-
-    from service.server import add_serve_arguments
+    from sparseretr.service.server import add_serve_arguments
 
     seen: dict[str, Any] = {}
     monkeypatch.setattr(uvicorn, "run", lambda app, **kw: seen.update(app=app, **kw))

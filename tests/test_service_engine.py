@@ -8,8 +8,7 @@ from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
-
-from service import Settings, create_app
+from sparseretr.service import Settings, create_app
 
 pytest.importorskip("sparseretr.engine")
 

@@ -8,10 +8,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 import scipy.sparse as sp
+from sparseretr.index import IndexVersionError, SparseIndex
+from sparseretr.index.docstore import DocStore
+from sparseretr.index.upgrade import upgrade_index
 
-from index import IndexVersionError, SparseIndex
-from index.docstore import DocStore
-from index.upgrade import upgrade_index
 from sparseretr.sparse import SparseVectors
 
 
@@ -79,10 +79,10 @@ def test_upgrade_v1_keeps_postings_docs_and_companions(tmp_path: Path):
 
 
 def test_upgrade_makes_a_plain_index_segmented_and_writable(tmp_path: Path):
-    from index import build_index
-    from index.segments import Snapshot, is_segmented
-    from index.upgrade import upgrade
-    from index.writer import IndexWriter
+    from sparseretr.index import build_index
+    from sparseretr.index.segments import Snapshot, is_segmented
+    from sparseretr.index.upgrade import upgrade
+    from sparseretr.index.writer import IndexWriter
 
     rng = np.random.default_rng(1)
     dense = (rng.random((30, 20)) < 0.3) * rng.random((30, 20)) * 2

@@ -20,8 +20,8 @@ from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
+from sparseretr.index import SparseIndex
 
-from index import SparseIndex
 from sparseretr.sparse import SparseVectors
 
 SearchFn = Callable[[int, int], np.ndarray]

@@ -26,10 +26,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from sparseretr.index import SparseIndex, build_index
 
 from benchmarks.pruning import engines as E
 from benchmarks.pruning import synthetic
-from index import SparseIndex, build_index
 from sparseretr.sparse import SparseVectors
 
 RESULTS = Path(__file__).resolve().parents[1] / "results"

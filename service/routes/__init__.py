@@ -1,5 +1,5 @@
 """HTTP routers: search, documents, health/ops, and the web UI."""
 
-from service.routes import documents, health, search, ui
+from sparseretr.service.routes import documents, health, search, ui
 
 __all__ = ["documents", "health", "search", "ui"]

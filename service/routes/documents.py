@@ -14,12 +14,17 @@ from typing import Any
 import anyio.to_thread
 from fastapi import APIRouter, Depends, Path, Query
 from fastapi.exceptions import RequestValidationError
-
-from service.deps import EngineDep, MetricsDep, SettingsDep, require_api_key
-from service.engine_protocol import engine_docstore
-from service.errors import ApiError
-from service.metrics import Metrics
-from service.schemas import Document, DocumentsUpsert, ErrorResponse, RefreshResult, WriteAck
+from sparseretr.service.deps import EngineDep, MetricsDep, SettingsDep, require_api_key
+from sparseretr.service.engine_protocol import engine_docstore
+from sparseretr.service.errors import ApiError
+from sparseretr.service.metrics import Metrics
+from sparseretr.service.schemas import (
+    Document,
+    DocumentsUpsert,
+    ErrorResponse,
+    RefreshResult,
+    WriteAck,
+)
 
 router = APIRouter(tags=["documents"])
 

@@ -6,11 +6,10 @@ from typing import Any
 
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
-
-from service.deps import EngineDep, MetricsDep, SettingsDep
-from service.engine_protocol import engine_modes
-from service.metrics import CONTENT_TYPE_LATEST
-from service.schemas import Defaults, ErrorResponse, Health, Limits, Ready, Stats
+from sparseretr.service.deps import EngineDep, MetricsDep, SettingsDep
+from sparseretr.service.engine_protocol import engine_modes
+from sparseretr.service.metrics import CONTENT_TYPE_LATEST
+from sparseretr.service.schemas import Defaults, ErrorResponse, Health, Limits, Ready, Stats
 
 router = APIRouter(tags=["ops"])
 

@@ -10,12 +10,11 @@ from typing import Any
 import anyio.to_thread
 from fastapi import APIRouter, Request
 from fastapi.exceptions import RequestValidationError
-
-from service.batcher import Overloaded
-from service.deps import BatcherDep, EngineDep, MetricsDep, SettingsDep
-from service.engine_protocol import engine_docstore, engine_modes
-from service.errors import ApiError
-from service.schemas import (
+from sparseretr.service.batcher import Overloaded
+from sparseretr.service.deps import BatcherDep, EngineDep, MetricsDep, SettingsDep
+from sparseretr.service.engine_protocol import engine_docstore, engine_modes
+from sparseretr.service.errors import ApiError
+from sparseretr.service.schemas import (
     BatchSearchRequest,
     BatchSearchResponse,
     ComponentScore,
@@ -29,8 +28,8 @@ from service.schemas import (
     SearchResponse,
     Timing,
 )
-from service.settings import Settings
-from service.snippets import make_snippet, query_terms
+from sparseretr.service.settings import Settings
+from sparseretr.service.snippets import make_snippet, query_terms
 
 router = APIRouter(tags=["search"])
 

@@ -97,7 +97,7 @@ def finished_build(out: str | Path, key: dict[str, Any]) -> bool:
 
 def _index_manifest(out: Path) -> dict[str, Any] | None:
     """The manifest of a plain index folder, or of a segmented index's first segment."""
-    from index.segments import FIRST_SEGMENT, SEGMENTS_DIR
+    from sparseretr.index.segments import FIRST_SEGMENT, SEGMENTS_DIR
 
     for path in (out / "manifest.json", out / SEGMENTS_DIR / FIRST_SEGMENT / "manifest.json"):
         try:
@@ -356,7 +356,7 @@ def _merge(run: _Run) -> tuple[list[str], SparseVectors, Any, list[str] | None]:
         raise WorkDirError(f"the corpus now yields {n} shards, the count said {n_shards}")
     dense = None
     if o.dense_model:
-        from index.dense import DenseIndex
+        from sparseretr.index.dense import DenseIndex
 
         dense = DenseIndex.writer(np.concatenate(dense_parts), dense_config or {})
     return ids, SparseVectors.concat(parts), dense, texts

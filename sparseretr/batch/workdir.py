@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from index.format import fsync_dir
+from sparseretr.index.format import fsync_dir
 from sparseretr.sparse import SparseVectors
 
 WORK_FORMAT = "sparseretr-work"
