@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 from sparseretr.index import build_index
 from sparseretr.index.segments import Snapshot, build_segmented
+from sparseretr.index.vectors import SparseVectors
 from sparseretr.index.writer import IndexWriter
 
 from benchmarks._common import (
@@ -32,7 +33,6 @@ from benchmarks._common import (
     versions,
     write_json,
 )
-from sparseretr.sparse import SparseVectors
 
 
 def _timed(fn: Any) -> float:

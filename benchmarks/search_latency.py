@@ -111,7 +111,7 @@ def _impacts_via_search(index: Any, budget: int = 1 << 22) -> sp.csr_matrix:
 
     Seconds on SciFact; `budget` bounds the [terms, n_docs] result block held at once.
     """
-    from sparseretr.sparse import SparseVectors
+    from sparseretr.index.vectors import SparseVectors
 
     vocab, n = index.vocab_size, index.n_docs
     chunk = max(1, budget // max(1, n))
@@ -161,7 +161,7 @@ def ours_engines(index: Any, queries: Any) -> dict[str, SearchFn]:
     When search() takes a `method` (e.g. exhaustive vs pruned), each method gets its own row
     "ours[<method>]" as well; "ours" stays the default call.
     """
-    from sparseretr.sparse import SparseVectors
+    from sparseretr.index.vectors import SparseVectors
 
     singles = []
     for i in range(len(queries)):
@@ -517,7 +517,7 @@ def _run(args: argparse.Namespace, threads: dict[str, Any]) -> dict[str, Any]:
         )
         # Our kernel fed the very integer weights Lucene got: isolates engine differences from
         # query-quantization differences (should be ~1.0, up to float ties).
-        from sparseretr.sparse import SparseVectors
+        from sparseretr.index.vectors import SparseVectors
 
         intq = SparseVectors.from_rows(
             [

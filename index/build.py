@@ -54,8 +54,7 @@ from sparseretr.index.postings import (
 )
 from sparseretr.index.quantize import quantize
 from sparseretr.index.reorder import reorder_docs
-
-from sparseretr.sparse import SparseVectors
+from sparseretr.index.vectors import SparseVectors
 
 _RESERVED = {MANIFEST, DOCSTORE}
 DEFAULT_BLOCK_SIZE = 16

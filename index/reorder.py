@@ -18,8 +18,7 @@ from __future__ import annotations
 
 import numpy as np
 from numba import njit
-
-from sparseretr.sparse import SparseVectors
+from sparseretr.index.vectors import SparseVectors
 
 SKETCH_TERMS = 48  # heaviest tf-idf terms kept per document for clustering
 

@@ -42,8 +42,7 @@ from sparseretr.index.dense import DENSE_DIR, DenseIndex
 from sparseretr.index.errors import CorruptIndexError, IndexNotFoundError, IndexVersionError
 from sparseretr.index.format import BM25_DIR, MANIFEST, fsync_dir, fsync_file
 from sparseretr.index.sparse_index import SparseIndex
-
-from sparseretr.sparse import SparseVectors
+from sparseretr.index.vectors import SparseVectors
 
 SEGMENTS_FORMAT = "sparseretr-segments"
 SEGMENTS_VERSION = 1

@@ -43,6 +43,7 @@ from sparseretr.index.postings import (
     layout_ok,
     lookup_impacts,
 )
+from sparseretr.index.vectors import SparseVectors
 from sparseretr.kernels import (
     dense_terms,
     pruned_table_size,
@@ -51,8 +52,6 @@ from sparseretr.kernels import (
     search_pruned,
     search_pruned_parallel,
 )
-
-from sparseretr.sparse import SparseVectors
 
 # One parallel batch at a time per process: each batch already uses every Numba thread, and the
 # workqueue threading layer (the fallback when neither TBB nor OpenMP is present) aborts on

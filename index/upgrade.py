@@ -28,8 +28,7 @@ from sparseretr.index.format import (
     tree_writer,
 )
 from sparseretr.index.segments import FIRST_SEGMENT, SEGMENTS_DIR, is_segmented, write_first_commit
-
-from sparseretr.sparse import SparseVectors
+from sparseretr.index.vectors import SparseVectors
 
 # Format version -> files holding (term_ptr, post_docs, post_impacts, doc_ids) as plain .npy.
 _PLAIN_POSTINGS = {1: ("term_ptr.npy", "post_docs.npy", "post_impacts.npy", "doc_ids.npy")}

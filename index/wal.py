@@ -20,8 +20,7 @@ from typing import Any
 import numpy as np
 from sparseretr.index.errors import CorruptIndexError
 from sparseretr.index.format import fsync_dir
-
-from sparseretr.sparse import SparseVectors
+from sparseretr.index.vectors import SparseVectors
 
 _RECORD_RE = re.compile(r"^(\d{16})\.npz$")
 SPARSE_SIDES = ("sparse", "bm25")

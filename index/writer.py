@@ -44,9 +44,8 @@ from sparseretr.index.segments import (
     save_deletes,
     write_commit,
 )
+from sparseretr.index.vectors import SparseVectors
 from sparseretr.index.wal import Record, read_record, record_seqs, truncate, write_record
-
-from sparseretr.sparse import SparseVectors
 
 log = logging.getLogger(__name__)
 

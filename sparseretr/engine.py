@@ -31,9 +31,9 @@ from sparseretr.fusion import DEFAULTS, FusedHit, Normalization, convex, rrf, si
 from sparseretr.index.dense import DENSE_DIR, DenseIndex, Kind
 from sparseretr.index.format import BM25_DIR
 from sparseretr.index.segments import SegHit, Snapshot, is_segmented
+from sparseretr.index.vectors import SparseVectors
 from sparseretr.index.writer import IndexWriter
 from sparseretr.models import DEFAULT_DENSE
-from sparseretr.sparse import SparseVectors
 
 MODES: tuple[str, ...] = ("sparse", "dense", "hybrid", "bm25")
 FUSIONS: tuple[str, ...] = ("rrf", "convex")

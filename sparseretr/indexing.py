@@ -15,7 +15,7 @@ from typing import Any
 from sparseretr.encoders import BM25Encoder, SparseEncoder
 from sparseretr.index import build_index
 from sparseretr.index.segments import build_segmented
-from sparseretr.sparse import SparseVectors
+from sparseretr.index.vectors import SparseVectors
 
 
 @dataclass

@@ -10,7 +10,7 @@ from typing import Any
 
 from sparseretr.encoders import SparseEncoder, load_encoder
 from sparseretr.index import SparseIndex
-from sparseretr.sparse import SparseVectors
+from sparseretr.index.vectors import SparseVectors
 
 
 @dataclass(frozen=True)

@@ -8,11 +8,11 @@ import math
 import numpy as np
 import pytest
 import torch
+from sparseretr.index.vectors import SparseVectors
 
 from sparseretr.encoders import BM25Encoder, InferenceFreeEncoder, create_encoder, load_encoder
 from sparseretr.idf import bm25_idf, document_frequencies, load_idf_json, save_idf_json
 from sparseretr.models import ModelNotFoundError, resolve_model
-from sparseretr.sparse import SparseVectors
 
 DOCS = [
     "Vitamin D deficiency raises cancer risk in adults.",

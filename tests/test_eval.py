@@ -395,8 +395,7 @@ def test_attach_dense_checks_documents(tmp_path: Path) -> None:
     from sparseretr.index import build_index
     from sparseretr.index.dense import DenseIndex
     from sparseretr.index.segments import Snapshot
-
-    from sparseretr.sparse import SparseVectors
+    from sparseretr.index.vectors import SparseVectors
 
     vecs = SparseVectors.from_rows([([1, 2], [1.0, 2.0])] * 4, 8)
     ids = ["a", "b", "c", "d"]

@@ -24,8 +24,7 @@ from sparseretr.index import (
     dequantize,
     quantize,
 )
-
-from sparseretr.sparse import SparseVectors
+from sparseretr.index.vectors import SparseVectors
 
 VOCAB = 120
 

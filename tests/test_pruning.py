@@ -27,6 +27,7 @@ from sparseretr.index.postings import (
     term_kth_impacts,
 )
 from sparseretr.index.reorder import reorder_docs
+from sparseretr.index.vectors import SparseVectors
 from sparseretr.kernels import (
     dense_terms,
     pruned_table_size,
@@ -34,8 +35,6 @@ from sparseretr.kernels import (
     search_exhaustive,
     search_pruned,
 )
-
-from sparseretr.sparse import SparseVectors
 
 SETTINGS = settings(max_examples=40, deadline=None)
 NO_DENSE = 1 << 62  # no term has that many bytes of block rows

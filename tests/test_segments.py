@@ -9,9 +9,8 @@ import pytest
 from sparseretr.index import build_index
 from sparseretr.index.errors import CorruptIndexError
 from sparseretr.index.segments import Snapshot, build_segmented, is_segmented, list_commits
+from sparseretr.index.vectors import SparseVectors
 from sparseretr.index.writer import IndexLockedError, IndexWriter
-
-from sparseretr.sparse import SparseVectors
 
 VOCAB = 40
 

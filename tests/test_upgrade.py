@@ -11,8 +11,7 @@ import scipy.sparse as sp
 from sparseretr.index import IndexVersionError, SparseIndex
 from sparseretr.index.docstore import DocStore
 from sparseretr.index.upgrade import upgrade_index
-
-from sparseretr.sparse import SparseVectors
+from sparseretr.index.vectors import SparseVectors
 
 
 def write_v1(path: Path, vectors: SparseVectors, ids: list[str]) -> float:

@@ -21,8 +21,7 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 from sparseretr.index import SparseIndex
-
-from sparseretr.sparse import SparseVectors
+from sparseretr.index.vectors import SparseVectors
 
 SearchFn = Callable[[int, int], np.ndarray]
 DONE = ".complete"

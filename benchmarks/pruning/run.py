@@ -27,10 +27,10 @@ from typing import Any
 
 import numpy as np
 from sparseretr.index import SparseIndex, build_index
+from sparseretr.index.vectors import SparseVectors
 
 from benchmarks.pruning import engines as E
 from benchmarks.pruning import synthetic
-from sparseretr.sparse import SparseVectors
 
 RESULTS = Path(__file__).resolve().parents[1] / "results"
 ALPHAS = (0.9, 0.8, 0.7, 0.5)

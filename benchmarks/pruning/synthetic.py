@@ -20,8 +20,7 @@ from dataclasses import dataclass
 
 import numpy as np
 from numba import njit
-
-from sparseretr.sparse import SparseVectors
+from sparseretr.index.vectors import SparseVectors
 
 VOCAB = 30522
 FIRST_TOKEN = 999  # [PAD], [unused*], [CLS], [SEP], [MASK] sit below; SPLADE never emits them

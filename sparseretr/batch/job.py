@@ -40,8 +40,8 @@ from sparseretr.batch.workdir import (
 )
 from sparseretr.corpus import corpus_file, count_documents, doc_text, iter_corpus
 from sparseretr.encoders import SparseEncoder
+from sparseretr.index.vectors import SparseVectors
 from sparseretr.indexing import BuildSummary, folder_bytes, write_index
-from sparseretr.sparse import SparseVectors
 
 DEFAULT_SHARD_SIZE = 1000
 

@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 
 from sparseretr.index.format import fsync_dir
-from sparseretr.sparse import SparseVectors
+from sparseretr.index.vectors import SparseVectors
 
 WORK_FORMAT = "sparseretr-work"
 WORK_VERSION = 1

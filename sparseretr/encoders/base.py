@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, ClassVar, Self
 
-from sparseretr.sparse import SparseVectors
+from sparseretr.index.vectors import SparseVectors
 
 
 class SparseEncoder(ABC):

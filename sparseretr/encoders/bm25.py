@@ -19,7 +19,7 @@ import Stemmer
 
 from sparseretr.encoders.base import SparseEncoder
 from sparseretr.idf import bm25_idf
-from sparseretr.sparse import SparseVectors
+from sparseretr.index.vectors import SparseVectors
 
 VOCAB_FILE = "bm25_vocab.json"
 LUCENE_STOPWORDS = frozenset(

@@ -14,8 +14,8 @@ import numpy as np
 from sparseretr.encoders.base import SparseEncoder
 from sparseretr.encoders.splade import SpladeEncoder
 from sparseretr.idf import IDF_FILE, bm25_idf, document_frequencies, load_idf_json, save_idf_json
+from sparseretr.index.vectors import SparseVectors
 from sparseretr.models import DEFAULT_SPLADE, model_in_state, resolve_model
-from sparseretr.sparse import SparseVectors
 
 
 class InferenceFreeEncoder(SparseEncoder):

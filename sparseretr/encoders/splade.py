@@ -17,8 +17,8 @@ from torch import nn
 
 from sparseretr.encoders._torch import inference, pick_device, resolve_dtype
 from sparseretr.encoders.base import SparseEncoder
+from sparseretr.index.vectors import SparseVectors
 from sparseretr.models import DEFAULT_SPLADE, model_in_state, resolve_model, save_model_in_state
-from sparseretr.sparse import SparseVectors
 
 
 def mlm_head(model: nn.Module) -> nn.Module:

@@ -22,6 +22,7 @@ import torch
 from sparseretr.encoders._torch import pick_device, resolve_dtype
 from sparseretr.encoders.inference_free import InferenceFreeEncoder
 from sparseretr.encoders.splade import SpladeEncoder
+from sparseretr.index.vectors import SparseVectors
 from sparseretr.losses import (
     FlopsSchedule,
     contrastive_loss,
@@ -31,7 +32,6 @@ from sparseretr.losses import (
     kl_distillation,
     margin_mse,
 )
-from sparseretr.sparse import SparseVectors
 from sparseretr.training.config import TrainConfig
 from sparseretr.training.data import Batch, BatchSampler, TrainingData, load_training_data
 from sparseretr.training.export import export_model
