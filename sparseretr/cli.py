@@ -247,6 +247,65 @@ def cmd_train(a: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_adapt(a: argparse.Namespace) -> int:
+    import logging
+
+    from sparseretr.adapt import AdaptOptions, adapt
+
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    report = adapt(
+        AdaptOptions(
+            corpus=a.corpus,
+            out=a.out,
+            model=a.model,
+            minutes=a.minutes,
+            generator=a.generator,
+            n_queries=a.queries,
+            seed=a.seed,
+            index=a.index,
+            device=a.device,
+            resume=not a.no_resume,
+            show_progress=not a.quiet,
+            overrides=list(a.set or []),
+        )
+    )
+    print(json.dumps({k: v for k, v in report.items() if k != "config"}, indent=2, default=str))
+    return 0
+
+
+def _add_adapt_parser(sub: argparse._SubParsersAction) -> None:
+    from sparseretr.adapt import GENERATORS
+    from sparseretr.models import DEFAULT_SPLADE
+
+    t = sub.add_parser(
+        "adapt",
+        help="adapt an inference-free model to a corpus with no labels (pseudo-queries + "
+        "teacher ensemble distillation)",
+    )
+    t.add_argument("--corpus", required=True, help="corpus.jsonl(.gz) or a folder holding it")
+    t.add_argument("--out", required=True, help="run folder: model/, checkpoints, report")
+    t.add_argument(
+        "--minutes", type=float, default=30.0,
+        help="training time budget in minutes (default 30; encoding the teachers' corpus "
+        "vectors comes on top, once)",
+    )  # fmt: skip
+    t.add_argument("--index", action="store_true", help="also build OUT/index (dense + BM25 sides)")
+    t.add_argument(
+        "--model", default=DEFAULT_SPLADE, help="starting document model (default %(default)s)"
+    )
+    t.add_argument("--generator", choices=GENERATORS, default="mix", help="pseudo-query source")
+    t.add_argument("--queries", type=int, default=4000, help="pseudo-queries to train on")
+    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--device", help="cpu, cuda, ... (default: GPU when present)")
+    t.add_argument(
+        "--set", action="append", metavar="KEY=VALUE",
+        help="override any training-config key, e.g. --set loss.flops_doc=0.01 (repeatable)",
+    )  # fmt: skip
+    t.add_argument("--no-resume", action="store_true", help="ignore existing checkpoints")
+    t.add_argument("--quiet", action="store_true", help="no progress bar")
+    t.set_defaults(func=cmd_adapt)
+
+
 def _add_train_parser(sub: argparse._SubParsersAction) -> None:
     t = sub.add_parser("train", help="train an inference-free or siamese SPLADE model")
     t.add_argument("--config", required=True, help="training config (YAML or TOML)")
@@ -355,6 +414,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--out", help="write the grid as JSON here")
     t.set_defaults(func=cmd_tune_fusion)
     _add_train_parser(sub)
+    _add_adapt_parser(sub)
     sv = sub.add_parser("serve", help="run the HTTP search service (builds a missing index)")
     from sparseretr.service.server import add_serve_arguments
 

@@ -389,10 +389,10 @@ def test_pyserini_bm25_flat_matches_published_scifact(tmp_path: Path) -> None:
     assert m["Recall@100"] == pytest.approx(0.9253, abs=5e-4)
 
 
-def test_attach_dense_checks_documents(tmp_path: Path) -> None:
+def test_copy_dense_checks_documents(tmp_path: Path) -> None:
     import numpy as np
-    from sparseretr.eval.attach_dense import attach_dense
     from sparseretr.index import build_index
+    from sparseretr.index.attach import copy_dense
     from sparseretr.index.dense import DenseIndex
     from sparseretr.index.segments import Snapshot
     from sparseretr.index.vectors import SparseVectors
@@ -405,9 +405,9 @@ def test_attach_dense_checks_documents(tmp_path: Path) -> None:
     dst = build_index(tmp_path / "dst", ids, vecs, encoder_config={})
     other = build_index(tmp_path / "other", ["a", "b", "d", "c"], vecs, encoder_config={})
     with pytest.raises(ValueError, match="same order"):
-        attach_dense(other, src)
-    attach_dense(dst, src)
+        copy_dense(other, src)
+    copy_dense(dst, src)
     snap = Snapshot.open(dst)
     assert snap.has_side("dense") and np.array_equal(snap.first.dense.vectors, emb)
     with pytest.raises(FileExistsError):
-        attach_dense(dst, src)
+        copy_dense(dst, src)

@@ -318,3 +318,33 @@ def test_siamese_run_via_cli_exports_splade(beir: Path, tmp_path: Path):
     st = SparseEncoder(str(folder), device="cpu")
     st_vec = st.encode_query(["vitamin D cancer"], convert_to_tensor=True).to_dense().numpy()
     np.testing.assert_allclose(st_vec, vec, atol=1e-4)
+
+
+def test_select_best_exports_the_best_evaluated_state(beir: Path, tmp_path: Path, monkeypatch):
+    """Scripted held-out scores 0.2, 0.9, 0.1: the exported model is the one of the second
+    evaluation (step 2), not the last one, and the report names it."""
+    cfg = make_config(
+        beir,
+        tmp_path / "best",
+        optim={"max_steps": 3},
+        eval={"every_steps": 1, "at_start": False, "select_best": True},
+    )
+    tr = Trainer(cfg, show_progress=False)
+    scripted = iter([0.2, 0.9, 0.1])
+    states = {}
+
+    def metrics(qrels, results, k_values):  # the held-out metric, scripted
+        states[tr.step] = {k: v.detach().clone() for k, v in tr.model.state_dict().items()}
+        return {"NDCG@10": next(scripted), "Recall@100": 1.0}
+
+    monkeypatch.setattr("sparseretr.eval.metrics.evaluate", metrics)
+    report = tr.train()
+    assert [e["step"] for e in report["eval"]] == [1, 2, 3]
+    assert report["selected"]["step"] == 2
+    exported = SpladeEncoder(str(Path(report["model_dir"])), max_length=32).model.state_dict()
+    key = next(k for k in states[2] if "word_embeddings" in k)
+    assert not torch.equal(states[2][key], states[3][key])  # training moved the weights
+    for k, v in states[2].items():
+        assert torch.equal(exported[k].cpu(), v.cpu()), k
+    meta = json.loads((Path(report["model_dir"]) / "sparseretr_config.json").read_text())
+    assert meta["trained_steps"] == 2

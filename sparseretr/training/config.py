@@ -33,6 +33,10 @@ class OptimConfig:
     epochs: int = 1
     max_steps: int | None = None  # stop after this many optimizer steps (all epochs)
     max_minutes: float | None = None  # wall-clock budget: stop cleanly, evaluate, save
+    # With max_minutes: after the first steps, shorten the run to the steps that fit the budget
+    # (evaluations included), so the LR schedule decays to zero when the time is up instead of
+    # being cut mid-way.
+    fit_budget: bool = False
     batch_size: int = 16  # queries per micro-batch
     negatives: int = 3  # hard negatives per query
     grad_accum: int = 1
@@ -103,6 +107,14 @@ class EvalConfig:
     pool: str = "candidates"  # "candidates": held-out queries' mined candidates; "full": corpus
     pool_depth: int = 30  # per miner, for pool="candidates"
     batch_size: int = 32
+    # "labels": nDCG against the split's judged positives. "teacher": agreement with the
+    # teacher ensemble (its top `teacher_depth` candidates, graded by rank), for data that has
+    # no labels (sparseretr adapt): no choice may depend on labels there.
+    target: str = "labels"
+    teacher_depth: int = 10
+    evals: int = 0  # with optim.fit_budget: this many evaluations spread over the run
+    select_best: bool = False  # export the evaluated state with the best held-out nDCG@10
+    patience: int = 0  # stop after this many evaluations without improvement (0: never)
 
 
 @dataclass
@@ -126,6 +138,8 @@ class TrainConfig:
             raise ValueError(f"encoder must be one of {ENCODER_TYPES}, got {self.encoder!r}")
         if self.loss.query_weights not in ("idf", "uniform"):
             raise ValueError(f"loss.query_weights: idf or uniform, got {self.loss.query_weights!r}")
+        if self.eval.target not in ("labels", "teacher"):
+            raise ValueError(f"eval.target must be labels or teacher, got {self.eval.target!r}")
         if self.eval.pool not in ("candidates", "full"):
             raise ValueError(f"eval.pool must be candidates or full, got {self.eval.pool!r}")
         if self.optim.schedule not in ("linear", "constant"):

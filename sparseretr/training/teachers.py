@@ -17,6 +17,7 @@ import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -47,7 +48,9 @@ def _bm25_scorer(data: TrainingData, member: TeacherMember, stem: Path) -> Score
     return lambda texts: (enc.encode_queries(texts).to_scipy() @ docs_t).toarray()
 
 
-def _dense_scorer(data: TrainingData, member: TeacherMember, stem: Path) -> Scorer:
+def dense_corpus(data: TrainingData, member: TeacherMember, stem: Path) -> tuple[Any, np.ndarray]:
+    """The dense teacher's encoder and its corpus embeddings (row i = data.doc_ids[i]), cached
+    beside the teacher cache: `sparseretr adapt --index` reuses them as the index's dense side."""
     from sparseretr.dense import DenseEncoder
     from sparseretr.models import DEFAULT_DENSE
 
@@ -61,6 +64,11 @@ def _dense_scorer(data: TrainingData, member: TeacherMember, stem: Path) -> Scor
         logger.info("dense teacher: encoding %d documents (cached to %s)", len(data.doc_ids), path)
         emb = enc.encode(data.doc_texts, show_progress=True)
         _atomic_save(path, lambda f: np.save(f, emb))
+    return enc, emb
+
+
+def _dense_scorer(data: TrainingData, member: TeacherMember, stem: Path) -> Scorer:
+    enc, emb = dense_corpus(data, member, stem)
     return lambda texts: enc.encode(texts) @ emb.T
 
 

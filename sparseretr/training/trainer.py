@@ -44,6 +44,7 @@ CHECKPOINT_DIR = "checkpoints"
 MODEL_DIR = "model"
 REPORT_FILE = "training_report.json"
 METRICS_FILE = "metrics.jsonl"
+FIT_AFTER_STEPS = 4  # optim.fit_budget: steps timed before the run is sized to the budget
 
 
 def seed_everything(seed: int) -> None:
@@ -119,6 +120,7 @@ class Trainer:
         cache_path = cfg.teachers.cache or self.out / "teachers.npz"
         self.teachers = teachers or load_or_build(self.data, cfg.teachers, cache_path)
         weights = {m.kind: m.weight for m in cfg.teachers.members}
+        self.teacher_weights = weights
         self.sampler = BatchSampler(
             self.data,
             batch_size=o.batch_size,
@@ -149,6 +151,8 @@ class Trainer:
         self.step = 0
         self.history: list[dict[str, Any]] = []
         self.train_seconds = 0.0
+        self.eval_every = cfg.eval.every_steps
+        self.best: dict[str, Any] | None = None  # select_best: the best evaluated state
         if cfg.resume:
             latest = self.latest_checkpoint()
             if latest is not None:
@@ -304,6 +308,22 @@ class Trainer:
             vectors.indptr, vectors.indices, np.log1p(vectors.data), vectors.vocab_size
         )
 
+    def eval_qrels(self, rows: np.ndarray) -> dict[str, dict[str, int]]:
+        """What held-out queries are scored against: judged positives, or, with no labels,
+        the teacher ensemble's top candidates graded by rank (agreement with the teacher)."""
+        if self.cfg.eval.target == "labels":
+            return self.data.qrels(rows)
+        depth = self.cfg.eval.teacher_depth
+        out = {}
+        for q in rows:
+            scores = self.teachers.ensemble(int(q), self.teacher_weights, 1.0)
+            top = np.argsort(-scores, kind="stable")[:depth]
+            cands = self.teachers.cands[int(q)]
+            out[self.data.query_ids[q]] = {
+                self.data.doc_ids[cands[j]]: depth - r for r, j in enumerate(top)
+            }
+        return out
+
     def evaluate(self, label: str) -> dict[str, Any]:
         """nDCG@10 of the held-out train queries over the eval pool, plus sparsity.
 
@@ -330,7 +350,7 @@ class Trainer:
             results[self.data.query_ids[q]] = {
                 self.data.doc_ids[pool[j]]: float(scores[row, j]) for j in top if scores[row, j] > 0
             }
-        metrics = evaluate(self.data.qrels(held), results, k_values=(10, 100))
+        metrics = evaluate(self.eval_qrels(held), results, k_values=(10, 100))
         record = {
             "label": label,
             "step": self.step,
@@ -343,8 +363,32 @@ class Trainer:
         }
         self.history.append(record)
         self._log({"event": "eval", **record})
+        if self.cfg.eval.select_best and (
+            self.best is None or record["ndcg@10"] > self.best["record"]["ndcg@10"]
+        ):
+            self.best = {"record": record, "state": self._model_state()}
         self.model.train()
         return record
+
+    def _model_state(self) -> dict[str, Any]:
+        """A CPU copy of what export writes: the model weights and the (learned) IDF."""
+        weights = self.model.state_dict().items()
+        return {
+            "model": {k: v.detach().to("cpu", copy=True) for k, v in weights},
+            "idf": None if self.idf is None else self.idf.detach().to("cpu", copy=True),
+        }
+
+    def _load_model_state(self, state: dict[str, Any]) -> None:
+        self.model.load_state_dict(state["model"])
+        if self.idf is not None and state["idf"] is not None:
+            with torch.no_grad():
+                self.idf.copy_(state["idf"].to(self.device))
+
+    def _evals_since_best(self) -> int:
+        if self.best is None:
+            return 0
+        steps = [h["step"] for h in self.history]
+        return len(steps) - 1 - steps.index(self.best["record"]["step"])
 
     # -- checkpoints ----------------------------------------------------------------------------
     def checkpoints(self) -> list[Path]:
@@ -373,6 +417,9 @@ class Trainer:
             },
             "history": self.history,
             "train_seconds": self.train_seconds,
+            "total_steps": self.total_steps,
+            "eval_every": self.eval_every,
+            "best": self.best,
             "config": self.cfg.to_dict(),
         }
         path = folder / f"step-{self.step:08d}.pt"
@@ -401,6 +448,10 @@ class Trainer:
         self.step = int(state["step"])
         self.history = list(state["history"])
         self.train_seconds = float(state.get("train_seconds", 0.0))
+        if self.cfg.optim.fit_budget:  # a budget-fitted run resumes on the schedule it set
+            self.total_steps = int(state.get("total_steps", self.total_steps))
+            self.eval_every = int(state.get("eval_every", self.eval_every))
+        self.best = state.get("best")
         logger.info("resumed from %s at step %d", path, self.step)
 
     # -- the run --------------------------------------------------------------------------------
@@ -429,6 +480,12 @@ class Trainer:
             stats = self.train_step()
             step_s.append(time.monotonic() - t0)
             self.train_seconds += step_s[-1]
+            if o.fit_budget and len(step_s) == FIT_AFTER_STEPS and math.isfinite(budget):
+                self._fit_budget(budget - (time.monotonic() - t_start), step_s)
+                if stop_at_step is None:
+                    end = self.total_steps
+                if bar is not None:
+                    bar.total = self.total_steps
             if bar is not None:
                 bar.update(1)
                 bar.set_postfix(
@@ -444,8 +501,11 @@ class Trainer:
                 every = cfg.eval.every_epochs
                 if within == 0 and every and epoch % every == 0:
                     self.evaluate(f"epoch {epoch}")
-                elif cfg.eval.every_steps and self.step % cfg.eval.every_steps == 0:
+                elif self.eval_every and self.step % self.eval_every == 0:
                     self.evaluate(f"step {self.step}")
+                if cfg.eval.patience and self._evals_since_best() >= cfg.eval.patience:
+                    stopped = "early_stopping"
+                    break
             if cfg.checkpoint_every and self.step % cfg.checkpoint_every == 0:
                 self.save_checkpoint()
             # Stop while the final evaluation and the export still fit in the budget.
@@ -461,10 +521,31 @@ class Trainer:
             self.evaluate("final")
         self.save_checkpoint()
         report = self.report(stopped, time.monotonic() - t_start, step_s)
+        if stopped != "stop_at_step" and self.best is not None:
+            # Selection by held-out nDCG@10 (labels or teacher agreement, as configured).
+            self._load_model_state(self.best["state"])
+            report["selected"] = self.best["record"]
         if stopped != "stop_at_step":
             self.export(self.out / MODEL_DIR)
         (self.out / REPORT_FILE).write_text(json.dumps(report, indent=2, default=str))
         return report
+
+    def _fit_budget(self, seconds_left: float, step_s: list[float]) -> None:
+        """Set total_steps (and the evaluation interval) to what the time left allows.
+
+        The first step pays one-off costs, so the rate comes from the steps after it; every
+        evaluation still to come costs what the last one did, and the export ~30 s."""
+        per_step = float(np.mean(step_s[1:])) if len(step_s) > 1 else step_s[0]
+        eval_s = self.history[-1]["eval_s"] if self.history else 0.0
+        evals = max(1, self.cfg.eval.evals)
+        steps = int((seconds_left - evals * eval_s - 30.0) / max(per_step, 1e-6))
+        self.total_steps = min(self.total_steps, self.step + max(1, steps))
+        if self.cfg.eval.evals:
+            self.eval_every = max(1, self.total_steps // self.cfg.eval.evals)
+        logger.info(
+            "budget: %.1f s/step, %.0f s per evaluation -> %d steps, evaluating every %d",
+            per_step, eval_s, self.total_steps, self.eval_every,
+        )  # fmt: skip
 
     def report(self, stopped: str, wall_s: float, step_s: list[float]) -> dict[str, Any]:
         return {
@@ -486,13 +567,14 @@ class Trainer:
 
     def export(self, folder: Path) -> Path:
         self.sync_encoder()
-        last = self.history[-1] if self.history else {}
+        last = self.best["record"] if self.best else self.history[-1] if self.history else {}
         info = {
             "base_model": self.cfg.model,
-            "trained_steps": self.step,
+            "trained_steps": last.get("step", self.step),
             "heldout": {
                 k: last.get(k) for k in ("ndcg@10", "nnz_per_doc", "nnz_per_query", "flops")
             },
+            "heldout_target": self.cfg.eval.target,
             "query_weights": self.cfg.loss.query_weights if self.inference_free else None,
         }
         return export_model(
