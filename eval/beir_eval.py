@@ -1,4 +1,9 @@
-"""`sparseretr eval beir`: load a BEIR split, search each system, score it, write the report."""
+"""`sparseretr eval beir`: load BEIR splits, search each system, score it, write the reports.
+
+Several datasets make one table (summary.py): an index argument may name its folder per
+dataset with `{dataset}` (`--index adapted=runs/adapt-{dataset}/index`), and `LABEL=` gives
+the system the same name on every dataset, so its row lines up across columns.
+"""
 
 from __future__ import annotations
 
@@ -14,14 +19,36 @@ from .data import load_beir
 from .metrics import evaluate
 from .report import SystemResult, markdown_table, write_report
 from .runner import Searcher, run_retrieval
+from .summary import markdown_summary, summary_table, write_summary
+
+DATASET_FIELD = "{dataset}"
+# --baseline name -> (row name, multifield)
+BASELINES = {
+    "bm25": ("bm25 pyserini flat (k1=0.9, b=0.4)", False),
+    "bm25-multifield": ("bm25 pyserini multifield (k1=0.9, b=0.4)", True),
+}
 
 
 @dataclass
 class EvalReport:
-    rows: list[SystemResult]
-    markdown: str
-    json_path: Path
+    rows: list[SystemResult]  # every dataset's rows, in order
+    markdown: str  # one dataset: its table; several: the summary tables
+    json_path: Path  # one dataset: its report.json; several: summary.json
     md_path: Path
+    per_dataset: dict[str, list[SystemResult]] | None = None
+    files: list[Path] | None = None  # every file written
+
+
+def parse_index(arg: str) -> tuple[str | None, str]:
+    """`LABEL=PATH` or `PATH` (a path holding '=' needs a label: `x=a=b`)."""
+    label, sep, path = arg.partition("=")
+    if sep and label and "/" not in label:
+        return label, path
+    return None, arg
+
+
+def index_for(template: str, dataset: str) -> str:
+    return template.replace(DATASET_FIELD, dataset)
 
 
 def evaluate_system(
@@ -50,6 +77,7 @@ def _engine_rows(
     path: str,
     data: Any,
     *,
+    label: str | None,
     modes: Sequence[str],
     fusions: Sequence[str],
     k: int,
@@ -83,10 +111,16 @@ def _engine_rows(
             name = engine.name if mode == "sparse" else mode
             if fusion:
                 name = f"hybrid {fusion}"
+            if label is None:
+                name = f"{name} ({Path(path).name})"
+            elif mode != "sparse":
+                name = f"{name} ({label})"
+            else:
+                name = label
             encode_s = manifest.get("build", {}).get("encode_s") if mode == "sparse" else None
             rows.append(
                 evaluate_system(
-                    f"{name} ({Path(path).name})",
+                    name,
                     searcher,
                     data,
                     k=k,
@@ -99,7 +133,7 @@ def _engine_rows(
 
 
 def evaluate_beir(
-    dataset: str,
+    datasets: str | Sequence[str],
     *,
     split: str = "test",
     indexes: Sequence[str] = (),
@@ -112,46 +146,72 @@ def evaluate_beir(
     fusions: Sequence[str] = ("rrf",),
     fusion_options: dict[str, Any] | None = None,
 ) -> EvalReport:
+    """Evaluate every system on every dataset; one report per dataset, and with several
+    datasets a summary (JSON, Markdown, PNG) in `out_dir/beir-<split>/`."""
+    names = [datasets] if isinstance(datasets, str) else list(datasets)
+    if not names:
+        raise ValueError("no dataset given")
     if not indexes and not baselines:
         raise ValueError("nothing to evaluate: pass --index PATH and/or --baseline bm25")
-    data = load_beir(dataset, split=split)
-    rows = [
-        row
-        for p in indexes
-        for row in _engine_rows(
-            p,
-            data,
-            modes=modes,
-            fusions=fusions,
-            k=k,
-            timing=timing,
-            check_exact=check_exact,
-            options=fusion_options or {},
-        )
-    ]
-    for baseline in baselines:
-        if baseline != "bm25":
-            raise ValueError(f"unknown baseline {baseline!r}")
-        from .bm25_pyserini import PyseriniBM25
-
-        rows.append(
-            evaluate_system(
-                "bm25 pyserini flat (k1=0.9, b=0.4)",
-                PyseriniBM25.from_beir(data),
+    unknown = sorted(set(baselines) - set(BASELINES))
+    if unknown:
+        raise ValueError(f"unknown baseline(s) {unknown}; choose from {sorted(BASELINES)}")
+    parsed = [parse_index(a) for a in indexes]
+    if len(names) > 1:
+        fixed = [p for _, p in parsed if DATASET_FIELD not in p]
+        if fixed:
+            raise ValueError(
+                f"with several datasets each --index must name its folder per dataset with "
+                f"{DATASET_FIELD} (e.g. indexes/{DATASET_FIELD}-splade); got {fixed}"
+            )
+    # Load every split and find every index before minutes of searching start.
+    loaded = [load_beir(ds, split=split) for ds in names]
+    for data in loaded:
+        for _, template in parsed:
+            path = Path(index_for(template, data.name))
+            if not path.exists():
+                raise FileNotFoundError(f"index {path} (for {data.name}) does not exist")
+    command = "sparseretr " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+    per_dataset: dict[str, list[SystemResult]] = {}
+    files: list[Path] = []
+    for data in loaded:
+        rows = [
+            row
+            for label, template in parsed
+            for row in _engine_rows(
+                index_for(template, data.name),
                 data,
+                label=label,
+                modes=modes,
+                fusions=fusions,
                 k=k,
                 timing=timing,
+                check_exact=check_exact,
+                options=fusion_options or {},
             )
-        )
-    meta = {
-        "dataset": data.name,
-        "split": split,
-        "n_queries": len(data.queries),
-        "n_docs": len(data.corpus),
-        "k": k,
-        "timing": timing,
-        "command": "sparseretr " + " ".join(shlex.quote(a) for a in sys.argv[1:]),
-    }
-    out = Path(out_dir) / f"{data.name}-{split}"
-    json_path, md_path = write_report(out, rows, meta)
-    return EvalReport(rows, markdown_table(rows), json_path, md_path)
+        ]
+        for baseline in baselines:
+            from .bm25_pyserini import PyseriniBM25  # needs Java: imported only when asked
+
+            row_name, multifield = BASELINES[baseline]
+            searcher = PyseriniBM25.from_beir(data, multifield=multifield)
+            rows.append(evaluate_system(row_name, searcher, data, k=k, timing=timing))
+        meta = {
+            "dataset": data.name,
+            "split": split,
+            "n_queries": len(data.queries),
+            "n_docs": len(data.corpus),
+            "k": k,
+            "timing": timing,
+            "command": command,
+        }
+        files += write_report(Path(out_dir) / f"{data.name}-{split}", rows, meta)
+        per_dataset[data.name] = rows
+    all_rows = [r for rows in per_dataset.values() for r in rows]
+    if len(per_dataset) == 1:
+        table = markdown_table(all_rows)
+        return EvalReport(all_rows, table, files[0], files[1], per_dataset, files)
+    meta = {"split": split, "datasets": list(per_dataset), "k": k, "command": command}
+    summary = write_summary(Path(out_dir) / f"beir-{split}", per_dataset, meta)
+    markdown = markdown_summary(summary_table(per_dataset))
+    return EvalReport(all_rows, markdown, summary[0], summary[1], per_dataset, files + summary)

@@ -90,7 +90,7 @@ def write_report(
 
     json_path = out / "report.json"
     json_path.write_text(
-        json.dumps(_jsonable(document), indent=2, allow_nan=False) + "\n", encoding="utf-8"
+        json.dumps(jsonable(document), indent=2, allow_nan=False) + "\n", encoding="utf-8"
     )
     md_path = out / "report.md"
     md_path.write_text(_markdown_document(rows, full_meta), encoding="utf-8")
@@ -118,16 +118,16 @@ def _fmt(value: Any, fmt: str) -> str:
     return fmt.format(value)
 
 
-def _jsonable(value: Any) -> Any:
+def jsonable(value: Any) -> Any:
     """Make strict JSON: NaN/inf -> null, numpy scalars -> Python, paths/others -> str."""
     if isinstance(value, Mapping):
-        return {str(k): _jsonable(v) for k, v in value.items()}
+        return {str(k): jsonable(v) for k, v in value.items()}
     if isinstance(value, list | tuple | set | frozenset):
-        return [_jsonable(v) for v in value]
+        return [jsonable(v) for v in value]
     if isinstance(value, bool | int | str) or value is None:
         return value
     if isinstance(value, float):
         return value if math.isfinite(value) else None
     if hasattr(value, "item") and callable(value.item):  # numpy scalar
-        return _jsonable(value.item())
+        return jsonable(value.item())
     return str(value)

@@ -212,7 +212,7 @@ def cmd_eval_beir(a: argparse.Namespace) -> int:
         },
     )
     print(report.markdown)
-    print(f"\nreport: {report.json_path}\n        {report.md_path}", file=sys.stderr)
+    print("\nreports: " + "\n         ".join(str(f) for f in report.files or []), file=sys.stderr)
     return 0
 
 
@@ -369,14 +369,23 @@ def build_parser() -> argparse.ArgumentParser:
 
     ev = sub.add_parser("eval", help="evaluate").add_subparsers(dest="eval_command", required=True)
     e = ev.add_parser("beir", help="evaluate indexes on a BEIR dataset (folder or name)")
-    e.add_argument("data", help="BEIR folder, or a dataset name to download (online only)")
-    e.add_argument("--index", action="append", default=[], help="index folder (repeatable)")
+    e.add_argument(
+        "data", nargs="+",
+        help="BEIR folder(s), or dataset names to download (online only); several make one "
+        "table (a row per system, a column per dataset plus the mean)",
+    )  # fmt: skip
+    e.add_argument(
+        "--index", action="append", default=[], metavar="[LABEL=]PATH",
+        help="index folder (repeatable); {dataset} in PATH stands for each dataset's name, "
+        "LABEL names the system's row",
+    )  # fmt: skip
     e.add_argument(
         "--baseline",
         action="append",
         default=[],
-        choices=["bm25"],
-        help="add pyserini BM25 flat (k1=0.9, b=0.4); needs the [bm25] extra and Java",
+        choices=["bm25", "bm25-multifield"],
+        help="add pyserini BM25 flat or multifield (k1=0.9, b=0.4); needs the [bm25] extra "
+        "and Java",
     )
     e.add_argument("--split", default="test")
     e.add_argument("-k", type=int, default=1000, help="hits retrieved per query")

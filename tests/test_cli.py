@@ -108,9 +108,46 @@ def test_splade_build_and_eval(tiny_beir: Path, tmp_path: Path, capsys):
     table = capsys.readouterr().out
     assert "inference-free" in table and "nDCG@10" in table
     report = json.loads(next((tmp_path / "runs").rglob("report.json")).read_text())
-    row = report["systems"][0] if "systems" in report else report["rows"][0]
+    row = report["systems"][0]
     assert row["extra"]["exact_top10_vs_brute_force"]["same_ids"] == 1.0
     assert 0.0 < row["metrics"]["NDCG@10"] <= 1.0
+
+
+def test_eval_several_datasets_makes_one_table(tiny_beir: Path, tmp_path: Path, capsys):
+    """Two datasets (the tiny one, and the same with q1 judged relevant to d6 only), one BM25
+    index each named by {dataset}: one row, a column per dataset, their mean, a chart."""
+    alpha, beta = tmp_path / "alpha", tmp_path / "beta"
+    shutil.copytree(tiny_beir, alpha)
+    shutil.copytree(tiny_beir, beta)
+    qrels = "query-id\tcorpus-id\tscore\nq1\td6\t1\nq2\td2\t1\nq3\td5\t1\n"
+    (beta / "qrels" / "test.tsv").write_text(qrels)
+    for ds in (alpha, beta):
+        out = tmp_path / "idx" / f"{ds.name}-bm25"
+        assert main(["index", "build", "--corpus", str(ds), "--out", str(out),
+                     "--encoder", "bm25", "--quiet"]) == 0  # fmt: skip
+    runs = tmp_path / "runs"
+    template = str(tmp_path / "idx" / "{dataset}-bm25")
+    fixed = str(tmp_path / "idx" / "alpha-bm25")
+    assert main(["eval", "beir", str(alpha), str(beta), "--index", fixed]) == 2
+    assert "{dataset}" in capsys.readouterr().err
+    assert main(["eval", "beir", str(alpha), str(tiny_beir), "--index", template]) == 2
+    assert f"{tiny_beir.name}-bm25 (for {tiny_beir.name}) does not exist" in capsys.readouterr().err
+    capsys.readouterr()
+    assert main(["eval", "beir", str(alpha), str(beta), "--index", f"lexical={template}",
+                 "-k", "10", "--out", str(runs)]) == 0  # fmt: skip
+    table = capsys.readouterr().out
+    assert "| System | alpha | beta | mean |" in table and "| lexical |" in table
+    summary = json.loads((runs / "beir-test" / "summary.json").read_text())
+    assert summary["datasets"] == ["alpha", "beta"]
+    (row,) = summary["systems"]
+    for ds in summary["datasets"]:
+        report = json.loads((runs / f"{ds}-test" / "report.json").read_text())
+        assert row["nDCG@10"][ds] == report["systems"][0]["metrics"]["NDCG@10"]
+    ndcg = row["nDCG@10"]
+    assert ndcg["alpha"] != ndcg["beta"]
+    assert ndcg["mean"] == pytest.approx((ndcg["alpha"] + ndcg["beta"]) / 2)
+    assert row["R@100"]["mean"] is not None
+    assert (runs / "beir-test" / "ndcg10.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
 @pytest.mark.parametrize(
