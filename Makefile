@@ -7,7 +7,7 @@ INDEX ?= indexes/scifact
 PORT ?= 8000
 TORCH_VERSION ?= 2.13.0
 
-.PHONY: setup run index eval trained ablations test browser lint bench bench-pruning clean
+.PHONY: setup run index eval trained ablations adapt beir-table test browser lint bench bench-pruning clean
 
 $(BIN)/activate:
 	$(PY) -m venv $(VENV)
@@ -51,6 +51,35 @@ trained: setup
 ablations:
 	for c in scifact-if-plain-flops scifact-if-contrastive scifact-siamese; do \
 	  $(MAKE) trained CONFIG=$$c || exit 1; done
+
+# Zero-label adaptation to one corpus (a BEIR folder or any folder with corpus.jsonl; its
+# queries and qrels are never read): model, index with dense + BM25 sides, report in
+# runs/adapt-NAME. `make adapt DATA=path/to/corpus-folder [NAME=mine] [MINUTES=30]`.
+NAME ?= $(notdir $(abspath $(DATA)))
+MINUTES ?= 30
+adapt: setup
+	$(BIN)/sparseretr adapt --corpus $(DATA) --out runs/adapt-$(NAME) --minutes $(MINUTES) --index
+
+# The multi-dataset table (issue 15): per dataset, splade-tiny (with our BM25 side), untrained
+# inference-free, one zero-label `adapt` run; then one eval over all of them with pyserini's
+# BM25 flat and multifield. Every step resumes or is skipped when its output exists.
+DATASETS ?= ../shared/data/beir/scifact ../shared/data/beir/nfcorpus
+beir-table: setup
+	for d in $(DATASETS); do n=$$(basename $$d); \
+	  [ -d indexes/$$n-splade ] || $(BIN)/sparseretr index build --corpus $$d \
+	    --out indexes/$$n-splade --with-bm25 --quiet || exit 1; \
+	  [ -d indexes/$$n-if ] || $(BIN)/sparseretr index build --corpus $$d \
+	    --out indexes/$$n-if --encoder inference-free --max-length 256 --quiet || exit 1; \
+	  [ -d runs/adapt-$$n/index ] || $(BIN)/sparseretr adapt --corpus $$d \
+	    --out runs/adapt-$$n --minutes $(MINUTES) --index || exit 1; \
+	done
+	$(BIN)/sparseretr eval beir $(DATASETS) --split test --out runs/table \
+		--baseline bm25 --baseline bm25-multifield \
+		--index "bm25 (ours)=indexes/{dataset}-splade:bm25" \
+		--index "splade-tiny=indexes/{dataset}-splade:sparse" \
+		--index "inference-free untrained=indexes/{dataset}-if:sparse" \
+		--index "inference-free adapted=runs/adapt-{dataset}/index:sparse,dense,hybrid" \
+		--fusion convex --check-exact
 
 # Headless Chromium for the browser test (Debian, as root); skipped with a note otherwise.
 browser:

@@ -130,7 +130,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     if not Path(a.index).is_dir():
         sys.exit(f"no index at {a.index}: build it with `sparseretr index build ... --dense`")
 
-    from sparseretr.eval import load_beir
+    from sparseretr.beir import load_beir
 
     queries = list(load_beir(a.data, split="test").queries.values())
     modes = [m for m in a.modes.split(",") if m]
@@ -138,7 +138,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     url = f"http://127.0.0.1:{port}"
     env = {**os.environ, "SPARSERETR_LOG_LEVEL": "warning"}
     server = subprocess.Popen(
-        [sys.executable, "-m", "service", "--index", a.index, "--port", str(port), "--no-build"],
+        [sys.executable, "-m", "sparseretr.service", "--index", a.index, "--port", str(port),
+         "--no-build"],  # fmt: skip
         env=env,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,

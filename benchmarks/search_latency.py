@@ -47,8 +47,8 @@ def open_or_build_index(path: Path, data: Path, encoder: str) -> Any:
     from sparseretr.index.segments import Snapshot, is_segmented
 
     if not (path / "manifest.json").is_file() and not is_segmented(path):
+        from sparseretr.batch import build_from_corpus
         from sparseretr.encoders import create_encoder
-        from sparseretr.indexing import build_from_corpus
 
         print(f"[search_latency] no index at {path}: building it with encoder {encoder!r} ...")
         summary = build_from_corpus(data, path, create_encoder(encoder), show_progress=True)
@@ -61,8 +61,7 @@ def open_or_build_index(path: Path, data: Path, encoder: str) -> Any:
 
 def encode_queries(index: Any, data: Path, split: str, limit: int | None) -> tuple[list[str], Any]:
     """The split's judged queries, encoded once with the index's own encoder (not timed)."""
-    from sparseretr.eval import load_beir
-
+    from sparseretr.beir import load_beir
     from sparseretr.encoders import load_encoder
 
     beir = load_beir(data, split=split)
@@ -395,7 +394,7 @@ def timed_rows(
     engines: dict[str, SearchFn], nq: int, k: int, repeat: int, warmup: int
 ) -> dict[str, dict[str, float]]:
     """latency_summary per engine, plus its mean and p50 ratios to "ours" from the same run."""
-    from sparseretr.eval.metrics import latency_summary
+    from sparseretr.metrics import latency_summary
 
     secs = time_interleaved(engines, nq, k, repeat, warmup)
     base = latency_summary(secs["ours"])

@@ -1,35 +1,19 @@
-"""Evaluation harness: BEIR data loading, metrics, timed retrieval runs and reports."""
+"""Evaluation harness: timed retrieval runs, BEIR evaluation, reports, the pyserini baselines.
+
+Reading BEIR folders (sparseretr.beir) and the metrics (sparseretr.metrics) live one layer
+down, because training and adaptation score held-out queries with them too.
+"""
 
 from .bm25_pyserini import PyseriniBM25, PyseriniUnavailableError
-from .data import (
-    BEIR_DATASETS,
-    BeirData,
-    DatasetNotFoundError,
-    SplitNotFoundError,
-    default_dataset_path,
-    doc_text,
-    load_beir,
-)
-from .metrics import DEFAULT_K_VALUES, evaluate, latency_summary
 from .report import SystemResult, markdown_table, write_report
 from .runner import RunResult, Searcher, run_retrieval
 
 __all__ = [
-    "BEIR_DATASETS",
-    "DEFAULT_K_VALUES",
-    "BeirData",
-    "DatasetNotFoundError",
     "PyseriniBM25",
     "PyseriniUnavailableError",
     "RunResult",
     "Searcher",
-    "SplitNotFoundError",
     "SystemResult",
-    "default_dataset_path",
-    "doc_text",
-    "evaluate",
-    "latency_summary",
-    "load_beir",
     "markdown_table",
     "run_retrieval",
     "write_report",

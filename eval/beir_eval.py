@@ -14,9 +14,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from sparseretr.beir import load_beir
+from sparseretr.metrics import evaluate
+
 from .cost import sparse_cost
-from .data import load_beir
-from .metrics import evaluate
 from .report import SystemResult, markdown_table, write_report
 from .runner import Searcher, run_retrieval
 from .summary import markdown_summary, summary_table, write_summary
@@ -39,12 +40,29 @@ class EvalReport:
     files: list[Path] | None = None  # every file written
 
 
-def parse_index(arg: str) -> tuple[str | None, str]:
-    """`LABEL=PATH` or `PATH` (a path holding '=' needs a label: `x=a=b`)."""
+MODES = ("sparse", "dense", "hybrid", "bm25")
+
+
+@dataclass(frozen=True)
+class IndexArg:
+    """One --index argument: `[LABEL=]PATH[:MODE,MODE...]`."""
+
+    label: str | None
+    path: str  # may hold {dataset}
+    modes: tuple[str, ...] | None  # None: the command's --mode list
+
+
+def parse_index(arg: str) -> IndexArg:
+    """`LABEL=` names the system's rows; `:sparse,bm25` evaluates only those modes on this
+    index (a path holding '=' needs a label: `x=a=b`)."""
     label, sep, path = arg.partition("=")
-    if sep and label and "/" not in label:
-        return label, path
-    return None, arg
+    if not (sep and label and "/" not in label):
+        label, path = None, arg
+    modes = None
+    head, colon, tail = path.rpartition(":")
+    if colon and head and tail and all(m in MODES for m in tail.split(",")):
+        path, modes = head, tuple(tail.split(","))
+    return IndexArg(label, path, modes)
 
 
 def index_for(template: str, dataset: str) -> str:
@@ -111,12 +129,13 @@ def _engine_rows(
             name = engine.name if mode == "sparse" else mode
             if fusion:
                 name = f"hybrid {fusion}"
+            alone = len(modes) == 1 and (mode != "hybrid" or len(fusions) == 1)
             if label is None:
                 name = f"{name} ({Path(path).name})"
-            elif mode != "sparse":
-                name = f"{name} ({label})"
-            else:
+            elif mode == "sparse" or alone:
                 name = label
+            else:
+                name = f"{name} ({label})"
             encode_s = manifest.get("build", {}).get("encode_s") if mode == "sparse" else None
             rows.append(
                 evaluate_system(
@@ -158,7 +177,7 @@ def evaluate_beir(
         raise ValueError(f"unknown baseline(s) {unknown}; choose from {sorted(BASELINES)}")
     parsed = [parse_index(a) for a in indexes]
     if len(names) > 1:
-        fixed = [p for _, p in parsed if DATASET_FIELD not in p]
+        fixed = [a.path for a in parsed if DATASET_FIELD not in a.path]
         if fixed:
             raise ValueError(
                 f"with several datasets each --index must name its folder per dataset with "
@@ -167,8 +186,8 @@ def evaluate_beir(
     # Load every split and find every index before minutes of searching start.
     loaded = [load_beir(ds, split=split) for ds in names]
     for data in loaded:
-        for _, template in parsed:
-            path = Path(index_for(template, data.name))
+        for arg in parsed:
+            path = Path(index_for(arg.path, data.name))
             if not path.exists():
                 raise FileNotFoundError(f"index {path} (for {data.name}) does not exist")
     command = "sparseretr " + " ".join(shlex.quote(a) for a in sys.argv[1:])
@@ -177,12 +196,12 @@ def evaluate_beir(
     for data in loaded:
         rows = [
             row
-            for label, template in parsed
+            for arg in parsed
             for row in _engine_rows(
-                index_for(template, data.name),
+                index_for(arg.path, data.name),
                 data,
-                label=label,
-                modes=modes,
+                label=arg.label,
+                modes=arg.modes or modes,
                 fusions=fusions,
                 k=k,
                 timing=timing,

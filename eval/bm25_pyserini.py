@@ -22,7 +22,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from .data import BeirData, doc_text
+from sparseretr.beir import BeirData
+from sparseretr.corpus import doc_text
 
 logger = logging.getLogger(__name__)
 

@@ -17,8 +17,9 @@ from pathlib import Path
 from typing import Any
 
 from sparseretr.eval.cost import sparse_cost
-from sparseretr.eval.metrics import evaluate
 from sparseretr.eval.runner import run_retrieval
+
+from sparseretr.metrics import evaluate
 
 
 def heldout_metrics(config: str | Path, index: str | Path, mode: str = "sparse") -> dict[str, Any]:

@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Literal, Protocol, runtime_checkable
 
-from .metrics import latency_summary
+from sparseretr.metrics import latency_summary
 
 Timing = Literal["query", "batch"]
 

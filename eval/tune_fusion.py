@@ -10,8 +10,8 @@ import json
 from pathlib import Path
 from typing import Any
 
-from .data import load_beir
-from .metrics import evaluate
+from sparseretr.beir import load_beir
+from sparseretr.metrics import evaluate
 
 RRF_KS = (5, 10, 20, 30, 60, 100)
 ALPHAS = tuple(round(0.1 * i, 1) for i in range(1, 10))

@@ -132,7 +132,10 @@ class IndexWriter:
         ids = [str(i) for i in ids]
         with self._lock:
             found = [self._exists(i) for i in ids]
-            rec = Record(self._seq + 1, "delete", ids)
+            present = [i for i, f in zip(ids, found, strict=True) if f]
+            if not present:  # nothing to delete: nothing to make durable (answered 404)
+                return self._seq, found
+            rec = Record(self._seq + 1, "delete", present)
             self._log(rec)
         return rec.seq, found
 

@@ -19,6 +19,7 @@ from typing import Any
 import anyio.to_thread
 from fastapi import FastAPI
 from sparseretr.service.batcher import MicroBatcher
+from sparseretr.service.engine_loader import open_engine
 from sparseretr.service.errors import install_error_handlers
 from sparseretr.service.metrics import Metrics, MetricsMiddleware
 from sparseretr.service.middleware import BodySizeLimitMiddleware
@@ -28,21 +29,6 @@ from sparseretr.service.settings import Settings, get_settings
 log = logging.getLogger("service")
 
 EngineFactory = Callable[[Settings], Any]
-
-
-def open_engine(settings: Settings) -> Any:
-    """Default engine factory: build the index on first start if asked, then open it."""
-    from sparseretr.index.segments import is_segmented
-    from sparseretr.service.server import ensure_index
-
-    from sparseretr.engine import Engine
-
-    ensure_index(settings)
-    extra = {"device": settings.device} if settings.device else {}
-    writable = settings.writable and is_segmented(settings.index_path)
-    return Engine.open(
-        settings.index_path, dense=settings.dense, bm25=settings.bm25, writable=writable, **extra
-    )
 
 
 def _version() -> str:

@@ -4,40 +4,11 @@ from __future__ import annotations
 
 import argparse
 import logging
-from pathlib import Path
 from typing import Any
 
 from sparseretr.service.settings import Settings
 
 log = logging.getLogger("service")
-
-
-def ensure_index(settings: Settings) -> None:
-    """Build ``settings.index_path`` from ``settings.data_path`` when it does not exist yet.
-
-    Runs inside the engine loader (a worker thread), so /healthz answers during a long build.
-    """
-    index = Path(settings.index_path)
-    if index.exists() or not settings.build_if_missing:
-        return
-    data = Path(settings.data_path)
-    if not data.exists():
-        raise FileNotFoundError(
-            f"index {index} does not exist and there is no data at {data} to build it from; "
-            "set SPARSERETR_INDEX_PATH or SPARSERETR_DATA_PATH"
-        )
-    from sparseretr.encoders import create_encoder
-    from sparseretr.indexing import build_from_corpus
-    from sparseretr.models import DEFAULT_DENSE
-
-    log.warning("index %s is missing: building it from %s (first start)", index, data)
-    index.parent.mkdir(parents=True, exist_ok=True)
-    build_from_corpus(
-        data, index, create_encoder("splade", device=settings.device),
-        dense_model=DEFAULT_DENSE if settings.dense else None,
-        with_bm25=settings.bm25,
-        show_progress=False,
-    )
 
 
 def add_serve_arguments(p: argparse.ArgumentParser) -> None:

@@ -83,9 +83,26 @@ def _add_fusion_args(p: argparse.ArgumentParser) -> None:
     )
 
 
+def _check_encoder_args(a: argparse.Namespace) -> None:
+    """Refuse model options that the chosen encoder would silently ignore."""
+    if a.encoder != "bm25":
+        return
+    model_options = {
+        "--model": a.model, "--max-length": a.max_length, "--doc-top-k": a.doc_top_k,
+        "--threshold": a.threshold, "--device": a.device, "--dtype": a.dtype,
+    }  # fmt: skip
+    given = [flag for flag, v in model_options.items() if v is not None]
+    if given:
+        raise ValueError(
+            f"--encoder bm25 has no model: {', '.join(given)} would be ignored; drop "
+            f"{'it' if len(given) == 1 else 'them'} or choose --encoder splade|inference-free"
+        )
+
+
 def _encoder_from_args(a: argparse.Namespace):
     from sparseretr.encoders import create_encoder
 
+    _check_encoder_args(a)
     if a.encoder == "bm25":
         return create_encoder("bm25")
     return create_encoder(
@@ -104,6 +121,7 @@ def cmd_index_build(a: argparse.Namespace) -> int:
     from sparseretr.batch import BatchOptions, build_batch, work_dir_for
     from sparseretr.corpus import corpus_file
 
+    _check_encoder_args(a)
     corpus_file(a.corpus)  # fail on a wrong path before loading any model
     out = Path(a.out)
     # An existing output is refused now, before loading a model, unless a work folder beside

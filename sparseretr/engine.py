@@ -146,7 +146,11 @@ class Engine:
         snap = source.snapshot if isinstance(source, IndexWriter) else source
         try:
             first = snap.first
-            sparse_enc = load_encoder(first.sparse.encoder_config, first.sparse.encoder_dir)
+            config = first.sparse.encoder_config
+            # A model encoder runs on the chosen device (query side, and documents of upserts);
+            # BM25 has no model.
+            on_device = {"device": device} if device and config.get("kind") != "bm25" else {}
+            sparse_enc = load_encoder(config, first.sparse.encoder_dir, **on_device)
             bm25_enc = dense_enc = None
             if bm25 and snap.has_side("bm25"):
                 assert first.bm25 is not None

@@ -31,6 +31,7 @@ class BuildSummary:
     bytes_on_disk: int = 0
     phases_s: dict[str, float] = field(default_factory=dict)
     shards: dict[str, Any] | None = None  # batch builds: total, reused, shard_size, workers
+    docs_encoded: int | None = None  # encoded by this run (a resumed build reuses the rest)
 
     @classmethod
     def of(
@@ -43,6 +44,7 @@ class BuildSummary:
         t_start: float,
         phases_s: dict[str, float],
         shards: dict[str, Any] | None = None,
+        docs_encoded: int | None = None,
     ) -> BuildSummary:
         """The summary of a build that started at perf_counter() t_start and just finished."""
         return cls(
@@ -55,11 +57,14 @@ class BuildSummary:
             bytes_on_disk=folder_bytes(path),
             phases_s=phases_s,
             shards=shards,
+            docs_encoded=n_docs if docs_encoded is None else docs_encoded,
         )
 
     def as_dict(self) -> dict[str, Any]:
         d = {**self.__dict__, "path": str(self.path)}
-        d["docs_per_s"] = round(self.n_docs / self.encode_s, 1) if self.encode_s > 0 else None
+        # The rate of this run's encoding: documents encoded now, not the reused shards'.
+        encoded = self.n_docs if self.docs_encoded is None else self.docs_encoded
+        d["docs_per_s"] = round(encoded / self.encode_s, 1) if self.encode_s > 0 else None
         d["phases_s"] = {k: round(v, 3) for k, v in self.phases_s.items()}
         return {k: v for k, v in d.items() if v is not None}
 
@@ -118,26 +123,3 @@ def write_index(
         build_info=build_info,
         overwrite=overwrite,
     )
-
-
-def build_from_corpus(
-    corpus: str | Path,
-    out: str | Path,
-    encoder: SparseEncoder,
-    *,
-    dense_model: str | None = None,
-    with_bm25: bool = False,
-    limit: int | None = None,
-    batch_size: int | None = None,
-    overwrite: bool = False,
-    show_progress: bool = True,
-) -> BuildSummary:
-    """Build an index the one way there is: the resumable batch job of `sparseretr index
-    build` (sparseretr.batch), with its defaults; the service's first start uses it too."""
-    from sparseretr.batch.job import BatchOptions, build_batch
-
-    options = BatchOptions(
-        dense_model=dense_model, with_bm25=with_bm25, limit=limit, batch_size=batch_size,
-        overwrite=overwrite, show_progress=show_progress,
-    )  # fmt: skip
-    return build_batch(corpus, out, encoder, options)

@@ -281,7 +281,9 @@ def test_dense_companion_resumes(tmp_path: Path, capsys):
         (work_dir_for(resumed) / f"shard-00000{i}.npz").unlink()
     capsys.readouterr()
     assert main(build_args(corpus, resumed, "--dense")) == 0
-    assert json.loads(capsys.readouterr().out)["shards"]["reused"] == 1
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["shards"]["reused"] == 1 and summary["docs_encoded"] == 20
+    assert summary["docs_per_s"] == pytest.approx(20 / summary["encode_s"], rel=0.01)
     assert_same_index(full, resumed)  # includes dense/faiss.index and dense.json bytes
     faiss_file = resumed / "segments" / "seg-000000" / "dense" / "faiss.index"
     assert faiss_file.stat().st_size > 30 * 384 * 4
@@ -295,6 +297,7 @@ def test_summary_reports_phases_and_resume(corpus: Path, tmp_path: Path, capsys)
     assert first["shards"]["reused"] == 0 and first["bytes_on_disk"] > 0
     assert set(first["phases_s"]) >= {"count", "fit", "encode", "merge", "write"}
     assert first["nnz_per_doc"] == pytest.approx(first["n_postings"] / N_DOCS)
+    assert first["docs_encoded"] == N_DOCS
     # Rerun: the index is already there and was made by this work folder: no error, cleanup.
     assert main(build_args(corpus, out)) == 0
     assert json.loads(capsys.readouterr().out)["shards"] == {"already_built": True}
@@ -304,7 +307,9 @@ def test_summary_reports_phases_and_resume(corpus: Path, tmp_path: Path, capsys)
     capsys.readouterr()
     shutil.rmtree(out)
     assert main(build_args(corpus, out)) == 0
-    assert json.loads(capsys.readouterr().out)["shards"]["reused"] == 30
+    resumed = json.loads(capsys.readouterr().out)
+    assert resumed["shards"]["reused"] == 30 and resumed["docs_encoded"] == 0
+    assert resumed.get("docs_per_s") in (None, 0.0)  # nothing encoded: no rate to claim
 
 
 def test_ray_flag_without_ray_says_how_to_install(corpus: Path, tmp_path, monkeypatch, capsys):

@@ -153,6 +153,8 @@ def test_eval_several_datasets_makes_one_table(tiny_beir: Path, tmp_path: Path, 
 @pytest.mark.parametrize(
     "argv, message",
     [
+        (["index", "build", "--corpus", "/tmp", "--out", "/tmp/x", "--encoder", "bm25",
+          "--model", "m", "--threshold", "0.1"], "--model, --threshold would be ignored"),
         (["search", "--index", "/no/such/index", "x"], "no index at /no/such/index"),
         (["index", "build", "--corpus", "/no/such.jsonl", "--out", "/tmp/x"], "does not exist"),
         (["eval", "beir", "/no/such/folder", "--index", "/tmp/x"], "/no/such/folder"),

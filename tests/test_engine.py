@@ -14,10 +14,10 @@ from sparseretr.index import CorruptIndexError, SparseIndex
 from sparseretr.index.dense import DENSE_DIR, DenseIndex, DenseIndexError
 
 import sparseretr.engine as engine_mod
+from sparseretr.batch import build_from_corpus
 from sparseretr.encoders import create_encoder
 from sparseretr.engine import Engine, SearchResult
 from sparseretr.fusion import convex, rrf
-from sparseretr.indexing import build_from_corpus
 from sparseretr.search import SparseSearcher
 
 DOCS = [
@@ -220,3 +220,29 @@ def test_sparse_cost_matches_the_stored_vectors(engine: Engine) -> None:
     assert cost["nnz_per_doc"] == pytest.approx(docs.nnz / seg.n_docs)
     assert cost["nnz_per_query"] == pytest.approx(q.nnz / len(texts))
     assert cost["flops"] == pytest.approx(float(p_q @ p_d)) and cost["flops"] > 0
+
+
+def test_device_reaches_the_sparse_encoder(tmp_path: Path, monkeypatch) -> None:
+    """SPARSERETR_DEVICE (Engine.open's device) loads the sparse model there too, not only the
+    dense one; BM25 has no model and gets none."""
+    corpus = tmp_path / "corpus.jsonl"
+    corpus.write_text("\n".join(json.dumps({"_id": i, "title": t, "text": x}) for i, t, x in DOCS))
+    path = tmp_path / "if"
+    build_from_corpus(
+        corpus, path, create_encoder("inference-free", max_length=32), with_bm25=True,
+        show_progress=False,
+    )  # fmt: skip
+    seen = []
+    real = engine_mod.load_encoder
+
+    def spy(config, state_dir=None, **overrides):
+        seen.append((config["kind"], overrides.get("device")))
+        return real(config, state_dir, **overrides)
+
+    monkeypatch.setattr(engine_mod, "load_encoder", spy)
+    eng = Engine.open(path, dense=False, bm25=True, device="cpu")
+    try:
+        assert seen == [("inference-free", "cpu"), ("bm25", None)]
+        assert str(eng.sparse_encoder.doc_encoder.device) == "cpu"
+    finally:
+        eng.close()

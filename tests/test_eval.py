@@ -11,23 +11,25 @@ from pathlib import Path
 
 import pytest
 from sparseretr.eval import (
-    BeirData,
-    DatasetNotFoundError,
     PyseriniBM25,
     PyseriniUnavailableError,
     Searcher,
-    SplitNotFoundError,
     SystemResult,
     bm25_pyserini,
-    default_dataset_path,
-    doc_text,
-    evaluate,
-    latency_summary,
-    load_beir,
     markdown_table,
     run_retrieval,
     write_report,
 )
+
+from sparseretr.beir import (
+    BeirData,
+    DatasetNotFoundError,
+    SplitNotFoundError,
+    default_dataset_path,
+    load_beir,
+)
+from sparseretr.corpus import doc_text
+from sparseretr.metrics import evaluate, latency_summary
 
 SCIFACT = Path(__file__).resolve().parents[2] / "shared" / "data" / "beir" / "scifact"
 
@@ -417,3 +419,20 @@ def test_copy_dense_checks_documents(tmp_path: Path) -> None:
     assert snap.has_side("dense") and np.array_equal(snap.first.dense.vectors, emb)
     with pytest.raises(FileExistsError):
         copy_dense(dst, src)
+
+
+@pytest.mark.parametrize(
+    "arg, label, path, modes",
+    [
+        ("indexes/x", None, "indexes/x", None),
+        ("ours=indexes/{dataset}-splade:bm25", "ours", "indexes/{dataset}-splade", ("bm25",)),
+        ("a=runs/a/index:sparse,hybrid", "a", "runs/a/index", ("sparse", "hybrid")),
+        ("runs/odd:name", None, "runs/odd:name", None),  # not modes: part of the path
+        ("x=a=b", "x", "a=b", None),
+    ],
+)
+def test_parse_index_argument(arg, label, path, modes) -> None:
+    from sparseretr.eval.beir_eval import parse_index
+
+    got = parse_index(arg)
+    assert (got.label, got.path, got.modes) == (label, path, modes)

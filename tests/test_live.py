@@ -182,7 +182,7 @@ def _free_port() -> int:
 def _start(path: Path, port: int) -> subprocess.Popen:
     env = {**os.environ, "SPARSERETR_REFRESH_INTERVAL_S": "0.3", "SPARSERETR_DENSE": "false"}
     proc = subprocess.Popen(
-        [sys.executable, "-m", "service", "--index", str(path), "--port", str(port),
+        [sys.executable, "-m", "sparseretr.service", "--index", str(path), "--port", str(port),
          "--no-build", "--log-level", "warning"],
         env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
     )  # fmt: skip

@@ -11,11 +11,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from sparseretr.eval import evaluate, load_beir
 from sparseretr.index import SparseIndex, build_index
 
+from sparseretr.beir import load_beir
 from sparseretr.corpus import doc_text
 from sparseretr.encoders import BM25Encoder, InferenceFreeEncoder
+from sparseretr.metrics import evaluate
 from sparseretr.search import SparseSearcher
 
 pytestmark = pytest.mark.slow

@@ -95,6 +95,19 @@ def test_upsert_delete_refresh_and_exactness(seg_index: Path) -> None:
     w.close()
 
 
+def test_deleting_only_unknown_ids_logs_nothing(seg_index: Path) -> None:
+    w = IndexWriter(seg_index, background_merges=False)
+    before = sorted(p.name for p in w.wal_dir.glob("*")) if w.wal_dir.exists() else []
+    seq, found = w.delete(["missing", "also-missing"])
+    assert found == [False, False] and seq == 0
+    after = sorted(p.name for p in w.wal_dir.glob("*")) if w.wal_dir.exists() else []
+    assert after == before  # no record written, nothing fsynced
+    seq, found = w.delete(["missing", "d5"])
+    assert found == [False, True] and seq == 1
+    assert len(list(w.wal_dir.glob("*"))) > len(before)
+    w.close()
+
+
 def test_merge_keeps_results_and_drops_deletes(seg_index: Path) -> None:
     rng = np.random.default_rng(3)
     w = IndexWriter(seg_index, background_merges=False, max_segments=2, merge_factor=3)

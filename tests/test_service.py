@@ -18,7 +18,8 @@ from hypothesis import settings as hsettings
 from hypothesis import strategies as st
 from sparseretr.service import Settings, create_app
 from sparseretr.service.batcher import MicroBatcher, Overloaded
-from sparseretr.service.server import ensure_index, serve, settings_from_args
+from sparseretr.service.engine_loader import ensure_index
+from sparseretr.service.server import serve, settings_from_args
 from sparseretr.service.snippets import ELLIPSIS, highlight, make_snippet
 from test_service_fakes import DOCS, FakeEngine
 

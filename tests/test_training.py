@@ -337,7 +337,7 @@ def test_select_best_exports_the_best_evaluated_state(beir: Path, tmp_path: Path
         states[tr.step] = {k: v.detach().clone() for k, v in tr.model.state_dict().items()}
         return {"NDCG@10": next(scripted), "Recall@100": 1.0}
 
-    monkeypatch.setattr("sparseretr.eval.metrics.evaluate", metrics)
+    monkeypatch.setattr("sparseretr.metrics.evaluate", metrics)
     report = tr.train()
     assert [e["step"] for e in report["eval"]] == [1, 2, 3]
     assert report["selected"]["step"] == 2

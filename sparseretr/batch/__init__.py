@@ -5,7 +5,13 @@ encoded and written one by one into `<out>.work/`; a killed job resumes where it
 the final index is identical to an uninterrupted build. See job.py for the phases.
 """
 
-from sparseretr.batch.job import DEFAULT_SHARD_SIZE, BatchOptions, build_batch, finished_build
+from sparseretr.batch.job import (
+    DEFAULT_SHARD_SIZE,
+    BatchOptions,
+    build_batch,
+    build_from_corpus,
+    finished_build,
+)
 from sparseretr.batch.workdir import WorkDirError, work_dir_for
 
 __all__ = [
@@ -13,6 +19,7 @@ __all__ = [
     "BatchOptions",
     "WorkDirError",
     "build_batch",
+    "build_from_corpus",
     "finished_build",
     "work_dir_for",
 ]

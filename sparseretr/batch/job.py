@@ -142,7 +142,9 @@ def build_batch(
         spec = _fit(work, encoder, cpath, o)
         phases["fit"] = time.perf_counter() - t
 
-        reused = len(work.done_shards())
+        done = work.done_shards()
+        reused = len(done)
+        docs_reused = sum(min(o.shard_size, n_docs - i * o.shard_size) for i in done)
         run = _Run(work, cpath, encoder, spec, n_docs, n_shards, o)
         workers, (ids, vectors, dense, texts) = _encode_and_merge(run, phases)
         encode_s = phases["encode"]
@@ -184,6 +186,7 @@ def build_batch(
         encode_s=encode_s,
         t_start=t_start,
         phases_s=phases,
+        docs_encoded=len(ids) - docs_reused,
         shards={
             "total": n_shards,
             "reused": reused,
@@ -192,6 +195,27 @@ def build_batch(
             "runner": "ray" if o.ray else "local",
         },
     )
+
+
+def build_from_corpus(
+    corpus: str | Path,
+    out: str | Path,
+    encoder: SparseEncoder,
+    *,
+    dense_model: str | None = None,
+    with_bm25: bool = False,
+    limit: int | None = None,
+    batch_size: int | None = None,
+    overwrite: bool = False,
+    show_progress: bool = True,
+) -> BuildSummary:
+    """Build an index the one way there is: the resumable batch job of `sparseretr index
+    build` (sparseretr.batch), with its defaults; the service's first start uses it too."""
+    options = BatchOptions(
+        dense_model=dense_model, with_bm25=with_bm25, limit=limit, batch_size=batch_size,
+        overwrite=overwrite, show_progress=show_progress,
+    )  # fmt: skip
+    return build_batch(corpus, out, encoder, options)
 
 
 # ------------------------------------------------------------------ phases

@@ -32,7 +32,7 @@ class TrainingData:
 
 def load_training_data(cfg: DataConfig, seed: int) -> TrainingData:
     """Load cfg.split with eval's BEIR loader and split its queries into train / held-out."""
-    from sparseretr.eval.data import load_beir
+    from sparseretr.beir import load_beir
 
     data = load_beir(cfg.path, split=cfg.split)
     doc_ids = list(data.corpus)

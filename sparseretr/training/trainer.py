@@ -329,7 +329,7 @@ class Trainer:
 
         A final fit on every train query (held-out size 0, after choosing the settings on a
         held-out split) has nothing to score: no record, so no number is made up."""
-        from sparseretr.eval.metrics import evaluate
+        from sparseretr.metrics import evaluate
 
         if self.data.heldout.size == 0:
             logger.info("%s: no held-out queries, evaluation skipped", label)

@@ -1,7 +1,7 @@
 """Load BEIR datasets (local folder or a known name) into plain dicts.
 
 BEIR's ``GenericDataLoader`` does the parsing so our numbers are comparable with published BEIR
-results; this module only adds name resolution, offline-friendly errors and ``doc_text``.
+results; this module only adds name resolution and offline-friendly errors.
 """
 
 from __future__ import annotations
@@ -10,8 +10,6 @@ import logging
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-
-from sparseretr.corpus import doc_text  # noqa: F401 - re-exported for eval callers
 
 logger = logging.getLogger(__name__)
 
