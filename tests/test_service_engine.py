@@ -10,8 +10,6 @@ import pytest
 from fastapi.testclient import TestClient
 from sparseretr.service import Settings, create_app
 
-pytest.importorskip("sparseretr.engine")
-
 
 @pytest.fixture(scope="module")
 def client(tiny_beir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[TestClient]:
