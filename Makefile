@@ -102,6 +102,7 @@ bench: setup
 	$(BIN)/python -m benchmarks.search_latency
 	$(BIN)/python -m benchmarks.encode_throughput
 	$(BIN)/python -m benchmarks.build_throughput --docs 1000000 --index $(INDEX)
+	$(BIN)/python -m benchmarks.load_test --index $(INDEX)
 
 clean:
 	rm -rf $(VENV) indexes runs artifacts .pytest_cache

@@ -89,19 +89,9 @@ def impacts_checksum(impacts: sp.csr_matrix) -> str:
 
 
 def term_impacts(index: Any) -> sp.csr_matrix:
-    """The quantized impacts as an int32 [vocab, n_docs] CSR matrix (columns = internal ids).
-
-    Read straight from the postings for the format-1 layout (one global doc id per posting);
-    for any other layout, rebuilt through the public search API alone, so the benchmark keeps
-    working when the on-disk layout changes (see _impacts_via_search).
-    """
-    post = getattr(index, "postings", None)
-    if int(index.manifest.get("format_version", 0)) == 1 and post is not None:
-        tp, pd, pi = post
-        return sp.csr_matrix(
-            (np.asarray(pi, np.int32), np.asarray(pd, np.int32), np.asarray(tp, np.int64)),
-            shape=(index.vocab_size, index.n_docs),
-        )
+    """The quantized impacts as an int32 [vocab, n_docs] CSR matrix (columns = internal ids),
+    rebuilt through the public search API alone, so the benchmark keeps working when the
+    on-disk layout changes (see _impacts_via_search)."""
     return _impacts_via_search(index)
 
 
@@ -186,31 +176,6 @@ def ours_engines(index: Any, queries: Any) -> dict[str, SearchFn]:
 def _default_method(index: Any) -> str | None:
     param = inspect.signature(index.search).parameters.get("method")
     return None if param is None else str(param.default)
-
-
-def ours_kernel_engine(index: Any, queries: Any) -> SearchFn | None:
-    """(a') kernels.search_one called directly: (a) minus SparseIndex.search's Python wrapper.
-
-    Not a separate product path; it shows how much of (a) is fixed per-call overhead. Only for
-    the format-1 layout whose kernel is search_one (None otherwise).
-    """
-    try:
-        from sparseretr.kernels import search_one
-    except ImportError:
-        return None
-    if int(index.manifest.get("format_version", 0)) != 1:
-        return None
-    tp, pd, pi = (np.asarray(x) for x in index.postings)
-    rows = [
-        (np.ascontiguousarray(t, np.int32), np.ascontiguousarray(w, np.float32))
-        for t, w in (queries.row(i) for i in range(len(queries)))
-    ]
-    n = index.n_docs
-
-    def search(i: int, k: int) -> np.ndarray:
-        return search_one(rows[i][0], rows[i][1], tp, pd, pi, n, min(k, n))[0]
-
-    return search
 
 
 def _topk(scores: np.ndarray, k: int) -> np.ndarray:
@@ -460,9 +425,6 @@ def _run(args: argparse.Namespace, threads: dict[str, Any]) -> dict[str, Any]:
     postings_read = [int(np.sum(tp[t + 1] - tp[t])) for t in (queries.row(i)[0] for i in range(nq))]
 
     engines = ours_engines(index, queries)
-    kernel = ours_kernel_engine(index, queries)
-    if kernel is not None:
-        engines["ours-kernel"] = kernel
     w = dequantized(impacts, index.scale)
     engines["scipy"] = scipy_engine(w, queries)
     engines["scipy-spgemm"] = scipy_spgemm_engine(w, queries)

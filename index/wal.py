@@ -104,10 +104,6 @@ def record_seqs(folder: Path) -> list[int]:
     return sorted(int(m.group(1)) for p in folder.iterdir() if (m := _RECORD_RE.match(p.name)))
 
 
-def record_path(folder: Path, seq: int) -> Path:
-    return folder / f"{seq:016d}.npz"
-
-
 def truncate(folder: Path, upto: int) -> None:
     """Delete records <= upto (a commit holds them) and stray temp files."""
     if not folder.is_dir():

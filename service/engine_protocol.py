@@ -14,15 +14,6 @@ class DocStoreLike(Protocol):
     def get(self, doc_id: str) -> dict | None: ...
 
 
-@runtime_checkable
-class EngineLike(Protocol):
-    modes: list[str]
-
-    def search(self, queries: list[str], **options: Any) -> list[Any]: ...
-
-    def stats(self) -> dict[str, Any]: ...
-
-
 def engine_modes(engine: Any) -> list[str]:
     return [str(m) for m in (getattr(engine, "modes", None) or [])]
 

@@ -28,12 +28,11 @@ from sparseretr.corpus import doc_text
 from sparseretr.dense import DenseEncoder
 from sparseretr.encoders import SparseEncoder, load_encoder
 from sparseretr.fusion import DEFAULTS, FusedHit, Normalization, convex, rrf, single
-from sparseretr.index.dense import DENSE_DIR, DenseIndex, Kind
+from sparseretr.index.dense import DENSE_DIR
 from sparseretr.index.format import BM25_DIR
 from sparseretr.index.segments import SegHit, Snapshot, is_segmented
 from sparseretr.index.vectors import SparseVectors
 from sparseretr.index.writer import IndexWriter
-from sparseretr.models import DEFAULT_DENSE
 
 MODES: tuple[str, ...] = ("sparse", "dense", "hybrid", "bm25")
 FUSIONS: tuple[str, ...] = ("rrf", "convex")
@@ -105,7 +104,6 @@ class Engine:
         self.bm25_encoder = bm25_encoder
         self.dense_encoder = dense_encoder
         self.docstore = LiveDocs(self)
-        self.last_timing: dict[str, float] = {}
 
     @classmethod
     def open(
@@ -427,7 +425,7 @@ def _fuser(
 
 
 class ModeSearcher:
-    """One engine mode with fixed options, shaped like SparseSearcher for eval.runner."""
+    """One engine mode with fixed options: the Searcher eval.runner times."""
 
     def __init__(self, engine: Engine, mode: str, options: dict[str, Any]) -> None:
         self.engine = engine
@@ -438,31 +436,9 @@ class ModeSearcher:
 
     def search(self, texts: list[str], k: int) -> list[list[tuple[str, float]]]:
         results = self.engine.search(texts, k=k, mode=self.mode, **self.options)
-        # Seconds, summed over the batch, like SparseSearcher.last_timing (the runner adds them).
+        # Seconds, summed over the batch (the runner adds them up over the run).
         self.last_timing = {
             key.replace("_ms", "_s"): sum(r.timing[key] for r in results) / 1e3
             for key in ("encode_ms", "search_ms", "fuse_ms")
         }
         return [[(h.id, h.score) for h in r.hits] for r in results]
-
-
-def build_dense_extra(
-    texts: Sequence[str],
-    model: str = DEFAULT_DENSE,
-    kind: Kind = "flat",
-    *,
-    batch_size: int = 64,
-    device: str | None = None,
-    show_progress: bool = False,
-    **index_options: Any,
-) -> Callable[[Path], None]:
-    """Encode the documents now, return the writer for build_index(extras={"dense": ...}).
-
-    texts[i] must be the text of the doc at position i of build_index's doc_ids (use
-    sparseretr.corpus.doc_text), because dense rows are addressed by sparse internal id.
-    """
-    encoder = DenseEncoder(model, batch_size=batch_size, device=device)
-    empty = np.zeros((0, encoder.dim), np.float32)
-    DenseIndex.writer(empty, encoder.config(), kind=kind, **index_options)  # bad options: fail now
-    embeddings = encoder.encode(texts, show_progress=show_progress)
-    return DenseIndex.writer(embeddings, encoder.config(), kind=kind, **index_options)

@@ -15,10 +15,9 @@ from sparseretr.index.dense import DENSE_DIR, DenseIndex, DenseIndexError
 
 import sparseretr.engine as engine_mod
 from sparseretr.batch import build_from_corpus
-from sparseretr.encoders import create_encoder
+from sparseretr.encoders import create_encoder, load_encoder
 from sparseretr.engine import Engine, SearchResult
 from sparseretr.fusion import convex, rrf
-from sparseretr.search import SparseSearcher
 
 DOCS = [
     ("d0", "Cats", "The domestic cat is a small carnivorous mammal kept as a pet."),
@@ -122,7 +121,11 @@ def test_single_modes_match_their_searchers(built) -> None:
     engine, path = built
     q = ["young cats sleeping"]
     (sparse,) = engine.search(q, k=5, mode="sparse")
-    expected = SparseSearcher.open(engine.snapshot.first.sparse.path).search(q, 5)[0]
+    idx = SparseIndex.open(engine.snapshot.first.sparse.path)  # the segment, searched alone
+    enc = load_encoder(idx.encoder_config, idx.encoder_dir)
+    ids, scores = idx.search(enc.encode_queries(q), 5)
+    pairs = zip(ids[0], scores[0], strict=True)
+    expected = [(idx.doc_id(int(i)), float(s)) for i, s in pairs if i >= 0]
     assert [(h.id, h.score) for h in sparse.hits] == expected
     assert all(set(h.components) == {"sparse"} for h in sparse.hits)
     assert sparse.hits[0].components["sparse"] == {"score": sparse.hits[0].score, "rank": 1}

@@ -11,13 +11,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from sparseretr.index import SparseIndex, build_index
 
 from sparseretr.beir import load_beir
 from sparseretr.corpus import doc_text
 from sparseretr.encoders import BM25Encoder, InferenceFreeEncoder
+from sparseretr.engine import Engine
+from sparseretr.indexing import write_index
 from sparseretr.metrics import evaluate
-from sparseretr.search import SparseSearcher
 
 pytestmark = pytest.mark.slow
 
@@ -34,9 +34,19 @@ def encoded(data, splade):
     return ids, texts, splade.encode_documents(texts, batch_size=32)
 
 
-def run(searcher: SparseSearcher, data, k: int = 100) -> dict[str, dict[str, float]]:
+def index(path: Path, data, encoded, encoder, vectors=None, **options) -> Engine:
+    """The product path: the batch job's final step (a segmented index with its doc store),
+    opened by the Engine that the service, the CLI and eval use."""
+    ids, texts, vecs = encoded
+    docs = ({"id": i, **data.corpus[i], "metadata": {}} for i in ids)
+    out = write_index(path, ids, vecs if vectors is None else vectors, encoder, docs=docs,
+                      texts=texts, **options)  # fmt: skip
+    return Engine.open(out, dense=False, bm25=bool(options.get("with_bm25")))
+
+
+def run(engine: Engine, data, mode: str = "sparse", k: int = 100) -> dict[str, dict[str, float]]:
     qids = list(data.queries)
-    hits = searcher.search([data.queries[q] for q in qids], k)
+    hits = engine.searcher(mode).search([data.queries[q] for q in qids], k)
     return {q: dict(h) for q, h in zip(qids, hits, strict=True)}
 
 
@@ -49,48 +59,49 @@ def brute_force_float(queries, docs, ids, qids, k=100) -> dict[str, dict[str, fl
     return out
 
 
-def test_siamese_splade_figures_and_exactness(tmp_path, data, encoded, splade):
-    ids, _, vecs = encoded
-    path = build_index(tmp_path / "splade", ids, vecs, encoder_config=splade.config())
-    searcher = SparseSearcher(SparseIndex.open(path), splade)
-    m = evaluate(data.qrels, run(searcher, data))
-    assert m["NDCG@10"] == pytest.approx(0.647, abs=0.005)
-    assert m["Recall@100"] == pytest.approx(0.898, abs=0.01)
+def test_siamese_splade_and_bm25_figures_and_exactness(tmp_path, data, encoded, splade):
+    engine = index(tmp_path / "splade", data, encoded, splade, with_bm25=True)
+    try:
+        m = evaluate(data.qrels, run(engine, data))
+        assert m["NDCG@10"] == pytest.approx(0.647, abs=0.005)
+        assert m["Recall@100"] == pytest.approx(0.898, abs=0.01)
 
-    qids = list(data.queries)
-    q = splade.encode_queries([data.queries[x] for x in qids])
-    # uint8 quantization costs < 0.002 nDCG@10 against float weights.
-    float_m = evaluate(data.qrels, brute_force_float(q, vecs, ids, qids))
-    assert abs(float_m["NDCG@10"] - m["NDCG@10"]) < 0.002
-    # The Numba index returns brute force's top-10 for every one of the 300 queries.
-    got_ids, got_scores = searcher.index.search(q, 10)
-    ref_ids, ref_scores = searcher.index.brute_force(q, 10)
-    np.testing.assert_allclose(got_scores, ref_scores, rtol=1e-5, atol=1e-6)
-    assert (got_ids == ref_ids).all(axis=1).mean() == 1.0
+        ids, _, vecs = encoded
+        qids = list(data.queries)
+        q = engine.encode("sparse", [data.queries[x] for x in qids])
+        # uint8 quantization costs < 0.002 nDCG@10 against float weights.
+        float_m = evaluate(data.qrels, brute_force_float(q, vecs, ids, qids))
+        assert abs(float_m["NDCG@10"] - m["NDCG@10"]) < 0.002
+        # The Numba kernels return brute force's top-10 for every one of the 300 queries.
+        agreement = engine.exact_agreement(q)
+        assert agreement["same_ids"] == 1.0 and agreement["same_scores"] == 1.0
+
+        # BM25 side of the same index (mode bm25): pyserini BM25 flat is 0.679; our analyzer
+        # approximates Lucene's English one.
+        bm25 = evaluate(data.qrels, run(engine, data, "bm25"))
+        assert bm25["NDCG@10"] == pytest.approx(0.677, abs=0.005)
+    finally:
+        engine.close()
 
 
 def test_inference_free_figure(tmp_path, data, encoded):
-    ids, texts, vecs = encoded
     enc = InferenceFreeEncoder()
-    enc.fit(texts)  # corpus IDF, stored with the index as idf.json
-    path = build_index(
-        tmp_path / "if", ids, vecs, encoder_config=enc.config(), extras={"encoder": enc.save_state}
-    )
-    m = evaluate(data.qrels, run(SparseSearcher.open(path), data))
-    assert m["NDCG@10"] == pytest.approx(0.663, abs=0.005)
+    enc.fit(encoded[1])  # corpus IDF, stored with the index as idf.json
+    engine = index(tmp_path / "if", data, encoded, enc)
+    try:
+        m = evaluate(data.qrels, run(engine, data))
+        assert m["NDCG@10"] == pytest.approx(0.663, abs=0.005)
+    finally:
+        engine.close()
 
 
-def test_bm25_in_our_engine(tmp_path, data, encoded):
-    ids, texts, _ = encoded
+def test_bm25_encoder_index(tmp_path, data, encoded):
+    """`index build --encoder bm25`: BM25 impacts as the index's own sparse side."""
     enc = BM25Encoder()
-    enc.fit(texts)
-    path = build_index(
-        tmp_path / "bm25",
-        ids,
-        enc.encode_documents(texts),
-        encoder_config=enc.config(),
-        extras={"encoder": enc.save_state},
-    )
-    m = evaluate(data.qrels, run(SparseSearcher.open(path), data))
-    # pyserini BM25 flat is 0.679; our analyzer approximates Lucene's English one.
-    assert m["NDCG@10"] == pytest.approx(0.677, abs=0.005)
+    enc.fit(encoded[1])
+    engine = index(tmp_path / "bm25", data, encoded, enc, vectors=enc.encode_documents(encoded[1]))
+    try:
+        m = evaluate(data.qrels, run(engine, data))
+        assert m["NDCG@10"] == pytest.approx(0.677, abs=0.005)
+    finally:
+        engine.close()

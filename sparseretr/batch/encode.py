@@ -18,7 +18,7 @@ from typing import Any
 
 from sparseretr.batch.workdir import Shard, write_shard
 
-DENSE_BATCH_SIZE = 64  # as sparseretr.engine.build_dense_extra
+DENSE_BATCH_SIZE = 64
 
 
 @dataclass(frozen=True)
