@@ -4,38 +4,47 @@ from __future__ import annotations
 
 import argparse
 import logging
-from typing import Any
 
+from pydantic import SecretStr
 from sparseretr.service.settings import Settings
 
 log = logging.getLogger("service")
 
 
+# Short names kept from the first CLI: field -> extra option strings.
+ALIASES = {"index_path": ["--index"], "data_path": ["--data"], "build_if_missing": []}
+
+
 def add_serve_arguments(p: argparse.ArgumentParser) -> None:
-    """Flags for ``sparseretr serve``; each overrides its SPARSERETR_* environment variable."""
-    p.add_argument("--index", help="index folder (SPARSERETR_INDEX_PATH)")
-    p.add_argument("--data", help="corpus to build the index from on first start")
-    p.add_argument("--host", help="bind address (default 127.0.0.1; 0.0.0.0 in Docker)")
-    p.add_argument("--port", type=int, help="port (default 8000)")
-    p.add_argument("--api-key", help="key required in X-API-Key for writes")
-    p.add_argument("--workers", type=int, help="inference threads")
-    p.add_argument("--no-build", action="store_true", help="never build a missing index")
-    p.add_argument("--log-level", help="debug, info, warning ...")
+    """One flag per Settings field (Settings is the one source of truth): --max-k,
+    --default-alpha, --refresh-interval-s, ... Each overrides its SPARSERETR_* variable;
+    booleans take --x / --no-x. Values are validated by Settings, as from the environment."""
+    g = p.add_argument_group("settings (each also SPARSERETR_<NAME> in the environment)")
+    for name, field in Settings.model_fields.items():
+        flag = "--" + name.replace("_", "-")
+        env = "SPARSERETR_" + name.upper()
+        default = field.default if not isinstance(field.default, SecretStr) else None
+        text = f"{field.description + '; ' if field.description else ''}{env}"
+        if default is not None and name != "api_key":
+            text += f" (default {default})"
+        names = [*ALIASES.get(name, []), flag]
+        if field.annotation is bool:
+            g.add_argument(*names, dest=name, action=argparse.BooleanOptionalAction,
+                           default=None, help=text)  # fmt: skip
+        else:
+            g.add_argument(*names, dest=name, default=None, metavar=name.upper(), help=text)
+    g.add_argument("--no-build", dest="build_if_missing", action="store_false",
+                   help="never build a missing index (= --no-build-if-missing)")  # fmt: skip
 
 
 def settings_from_args(a: argparse.Namespace) -> Settings:
-    overrides: dict[str, Any] = {
-        "index_path": getattr(a, "index", None),
-        "data_path": getattr(a, "data", None),
-        "host": getattr(a, "host", None),
-        "port": getattr(a, "port", None),
-        "api_key": getattr(a, "api_key", None),
-        "workers": getattr(a, "workers", None),
-        "log_level": getattr(a, "log_level", None),
+    """Settings from the environment, overridden by every flag given on the command line."""
+    given = {
+        name: getattr(a, name)
+        for name in Settings.model_fields
+        if getattr(a, name, None) is not None
     }
-    if getattr(a, "no_build", False):
-        overrides["build_if_missing"] = False
-    return Settings(**{k: v for k, v in overrides.items() if v is not None})
+    return Settings(**given)
 
 
 def serve(settings: Settings | None = None) -> None:

@@ -791,3 +791,25 @@ def test_default_mode_falls_back_when_the_index_lacks_it() -> None:
         assert r.status_code == 200 and r.json()["mode"] == "sparse"
         assert_error(c.post("/search", json={"query": "sleep", "mode": "hybrid"}), 400,
                      "mode_unavailable")
+
+
+def test_every_setting_is_a_serve_flag(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Settings is the one source: each field has a flag that overrides the environment."""
+    import argparse
+
+    from sparseretr.service.server import add_serve_arguments
+    from sparseretr.service.settings import Settings
+
+    p = argparse.ArgumentParser()
+    add_serve_arguments(p)
+    flags = {s for a in p._actions for s in a.option_strings}
+    missing = [n for n in Settings.model_fields if "--" + n.replace("_", "-") not in flags]
+    assert not missing
+    monkeypatch.setenv("SPARSERETR_MAX_K", "100")
+    monkeypatch.setenv("SPARSERETR_DEFAULT_ALPHA", "0.9")
+    s = settings_from_args(p.parse_args(["--max-k", "50", "--no-dense", "--microbatch-window-ms",
+                                         "5", "--default-mode", "bm25"]))  # fmt: skip
+    assert (s.max_k, s.dense, s.microbatch_window_ms, s.default_mode) == (50, False, 5.0, "bm25")
+    assert s.default_alpha == 0.9  # not given on the command line: the environment's
+    with pytest.raises(ValueError, match="max_k"):
+        settings_from_args(p.parse_args(["--max-k", "5000"]))  # above the API's ceiling
