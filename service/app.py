@@ -19,7 +19,7 @@ from typing import Any
 import anyio.to_thread
 from fastapi import FastAPI
 from sparseretr.service.batcher import MicroBatcher
-from sparseretr.service.engine_loader import open_engine
+from sparseretr.service.engine_loader import LoadProgress, open_engine
 from sparseretr.service.errors import install_error_handlers
 from sparseretr.service.metrics import Metrics, MetricsMiddleware
 from sparseretr.service.middleware import BodySizeLimitMiddleware
@@ -28,7 +28,8 @@ from sparseretr.service.settings import Settings, get_settings
 
 log = logging.getLogger("service")
 
-EngineFactory = Callable[[Settings], Any]
+# (settings, progress) -> engine; the factory reports what it is doing through progress.
+EngineFactory = Callable[[Settings, LoadProgress], Any]
 
 
 def _version() -> str:
@@ -75,8 +76,9 @@ def create_app(
 
     async def load() -> None:
         app.state.engine_loading = f"loading index {settings.index_path}"
+        progress = app.state.load_progress = LoadProgress()
         try:
-            eng = await anyio.to_thread.run_sync(factory, settings)
+            eng = await anyio.to_thread.run_sync(factory, settings, progress)
         except Exception as e:  # reported by /readyz; /healthz stays up
             log.exception("could not load the engine from %s", settings.index_path)
             app.state.engine_error = f"{type(e).__name__}: {e}"
@@ -136,6 +138,7 @@ def create_app(
     app.state.engine = None
     app.state.engine_error = None
     app.state.engine_loading = None
+    app.state.load_progress = None
     if engine is not None:
         engine_loaded(engine)
 

@@ -7,6 +7,9 @@ and each of those must not import the other.
 from __future__ import annotations
 
 import logging
+import threading
+import time
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +18,39 @@ from sparseretr.service.settings import Settings
 log = logging.getLogger("service")
 
 
-def ensure_index(settings: Settings) -> None:
+@dataclass
+class LoadProgress:
+    """What the engine loader is doing, for /readyz and the search page while it loads.
+
+    Written by the loader thread, read by request handlers: a lock keeps each read whole."""
+
+    phase: str = "opening the index"
+    docs_done: int = 0
+    docs_total: int = 0
+    started: float = field(default_factory=time.monotonic)
+    _first: int = 0  # documents already encoded when this build (or resume) started
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def building(self, done: int, total: int) -> None:
+        with self._lock:
+            if self.phase != "building the index":
+                self.phase, self.started = "building the index", time.monotonic()
+                self._first = done
+            self.docs_done, self.docs_total = done, total
+
+    def snapshot(self) -> dict[str, Any]:
+        with self._lock:
+            out: dict[str, Any] = {"phase": self.phase}
+            if self.docs_total:
+                out.update(docs_done=self.docs_done, docs_total=self.docs_total)
+                new = self.docs_done - self._first
+                elapsed = time.monotonic() - self.started
+                if new > 0 and elapsed > 0:
+                    out["eta_s"] = round((self.docs_total - self.docs_done) * elapsed / new, 1)
+            return out
+
+
+def ensure_index(settings: Settings, progress: LoadProgress | None = None) -> None:
     """Build ``settings.index_path`` from ``settings.data_path`` when it does not exist yet.
 
     Runs inside the engine loader (a worker thread), so /healthz answers during a long build.
@@ -39,17 +74,20 @@ def ensure_index(settings: Settings) -> None:
         data, index, create_encoder("splade", device=settings.device),
         dense_model=DEFAULT_DENSE if settings.dense else None,
         with_bm25=settings.bm25,
-        show_progress=False,
+        show_progress=True,  # the bar goes to the server's log (stderr)
+        on_progress=progress.building if progress is not None else None,
     )
+    if progress is not None:
+        progress.phase = "opening the index"
 
 
-def open_engine(settings: Settings) -> Any:
+def open_engine(settings: Settings, progress: LoadProgress | None = None) -> Any:
     """Default engine factory: build the index on first start if asked, then open it."""
     from sparseretr.index.segments import is_segmented
 
     from sparseretr.engine import Engine
 
-    ensure_index(settings)
+    ensure_index(settings, progress)
     extra = {"device": settings.device} if settings.device else {}
     writable = settings.writable and is_segmented(settings.index_path)
     return Engine.open(

@@ -182,10 +182,20 @@ class Health(BaseModel):
     status: Literal["ok"] = "ok"
 
 
+class LoadProgressBody(BaseModel):
+    """While loading: the phase, and during a first-start build the documents encoded so far."""
+
+    phase: str
+    docs_done: int | None = None
+    docs_total: int | None = None
+    eta_s: float | None = None
+
+
 class Ready(BaseModel):
     ready: bool
     status: Literal["ready", "loading", "failed"]
     detail: str | None = None
+    progress: LoadProgressBody | None = None
 
 
 class Limits(BaseModel):

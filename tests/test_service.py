@@ -70,15 +70,22 @@ def test_readyz_503_until_engine_loaded() -> None:
     gate = threading.Event()
     engine = FakeEngine()
 
-    def slow_factory(settings: Settings) -> FakeEngine:
+    def slow_factory(settings: Settings, progress: Any) -> FakeEngine:
+        progress.building(1000, 5000)  # as a first-start build reports it
         assert gate.wait(10)
         return engine
 
     app = create_app(make_settings(), engine_factory=slow_factory)
     with TestClient(app) as c:
-        r = c.get("/readyz")
+        deadline = time.monotonic() + 10
+        while ((r := c.get("/readyz")).json().get("progress") or {}).get("docs_done") is None:
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
         assert r.status_code == 503
         assert r.json()["status"] == "loading" and r.json()["ready"] is False
+        progress = r.json()["progress"]
+        assert progress["phase"] == "building the index"
+        assert (progress["docs_done"], progress["docs_total"]) == (1000, 5000)
         assert c.get("/healthz").status_code == 200  # alive while loading
         assert_error(c.post("/search", json={"query": "cancer"}), 503, "not_ready")
         assert_error(c.get("/stats"), 503, "not_ready")
@@ -93,7 +100,7 @@ def test_readyz_503_until_engine_loaded() -> None:
 
 
 def test_readyz_reports_a_failed_load() -> None:
-    def broken(settings: Settings) -> Any:
+    def broken(settings: Settings, progress: Any) -> Any:
         raise FileNotFoundError("index not found: /nowhere")
 
     with TestClient(create_app(make_settings(), engine_factory=broken)) as c:
@@ -110,7 +117,7 @@ def test_readyz_reports_a_failed_load() -> None:
 
 
 def test_blocking_load_when_not_in_background(engine: FakeEngine) -> None:
-    app = create_app(make_settings(load_in_background=False), engine_factory=lambda s: engine)
+    app = create_app(make_settings(load_in_background=False), engine_factory=lambda s, p: engine)
     with TestClient(app) as c:
         assert c.get("/readyz").status_code == 200
 

@@ -29,7 +29,13 @@ async def readyz(request: Request) -> Any:
     if state.engine_error:
         body = Ready(ready=False, status="failed", detail=state.engine_error)
     else:
-        body = Ready(ready=False, status="loading", detail=state.engine_loading)
+        progress = getattr(state, "load_progress", None)
+        body = Ready(
+            ready=False,
+            status="loading",
+            detail=state.engine_loading,
+            progress=progress.snapshot() if progress is not None else None,
+        )
     return JSONResponse(body.model_dump(), status_code=503, headers={"Retry-After": "5"})
 
 

@@ -21,7 +21,7 @@ import shutil
 import sys
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -63,6 +63,8 @@ class BatchOptions:
     dtype: str | None = None
     overwrite: bool = False
     show_progress: bool = True
+    # Called with (documents encoded so far, total) as shards finish (the service's /readyz).
+    on_progress: Callable[[int, int], None] | None = None
 
 
 def work_key(corpus: Path, encoder: SparseEncoder, o: BatchOptions) -> dict[str, Any]:
@@ -208,12 +210,13 @@ def build_from_corpus(
     batch_size: int | None = None,
     overwrite: bool = False,
     show_progress: bool = True,
+    on_progress: Callable[[int, int], None] | None = None,
 ) -> BuildSummary:
     """Build an index the one way there is: the resumable batch job of `sparseretr index
     build` (sparseretr.batch), with its defaults; the service's first start uses it too."""
     options = BatchOptions(
         dense_model=dense_model, with_bm25=with_bm25, limit=limit, batch_size=batch_size,
-        overwrite=overwrite, show_progress=show_progress,
+        overwrite=overwrite, show_progress=show_progress, on_progress=on_progress,
     )  # fmt: skip
     return build_batch(corpus, out, encoder, options)
 
@@ -286,6 +289,11 @@ def _encode(run: _Run) -> int:
 
     def on_done(d: ShardDone) -> None:
         bar.update(d.n_docs)
+        if o.on_progress is not None:
+            o.on_progress(int(bar.n), run.n_docs)
+
+    if o.on_progress is not None:
+        o.on_progress(int(bar.n), run.n_docs)
 
     stream = _pending_shards(run.cpath, o.limit, size, set(pending))
     try:
