@@ -252,7 +252,7 @@ def test_overwrite_requires_flag(built: tuple[Path, list[str], SparseVectors]) -
     assert sorted(p.name for p in path.parent.iterdir()) == ["idx"]
 
 
-def test_crash_leaves_nothing_behind(tmp_path: Path) -> None:
+def test_failed_build_leaves_nothing_behind(tmp_path: Path) -> None:
     vecs = random_vectors(np.random.default_rng(1), 20)
 
     def boom(folder: Path) -> None:

@@ -98,39 +98,35 @@ def test_engine_writes_refresh_and_explain(tmp_path: Path) -> None:
 
 
 def test_searches_during_10k_writes_and_merges(tmp_path: Path) -> None:
-    """Readers never see an error, a deleted document, or a document whose stored text
-    disagrees with the postings it was found by."""
+    """Every search sees one committed state: each hit is live, in a version that carries the
+    query's marker, in a generation the search could have read, and the stored document of the
+    generation before it is that version, whole. Every committed deletion and version is
+    checked, after the run, against the state recorded at each commit."""
+    import bisect
+
     path = make_index(tmp_path, n=200)
     eng = Engine.open(path, writable=True, max_segments=4, merge_factor=3)
-    gone: set[str] = set()  # deleted for good, committed: must never come back
-    gone_lock = threading.Lock()
+    current: dict[str, int | None] = {f"d{i}": 0 for i in range(200)}  # id -> version / deleted
+    history = {eng.snapshot.generation: dict(current)}  # commit generation -> committed state
     stop = threading.Event()
     errors: list[str] = []
-    searches = [0]
+    seen: list[tuple[int, int, int, list[tuple[str, str | None]]]] = []
 
     def reader(seed: int) -> None:
         rng = random.Random(seed)
         while not stop.is_set():
-            with gone_lock:
-                dead = set(gone)
             v = rng.randrange(7)
-            snap = eng.snapshot  # what this search will see, at least as new
+            before = eng.snapshot
             try:
                 hits = eng.search([f"marker{v}"], k=20, mode="sparse")[0].hits
             except Exception as e:  # noqa: BLE001 - any error fails the test
                 errors.append(f"search raised {e!r}")
                 return
-            for h in hits:
-                if h.id in dead:
-                    errors.append(f"deleted doc {h.id} returned")
-                doc = eng.docstore.get(h.id) or snap.get_documents([h.id])[0]
-                if doc is None and h.id not in dead:
-                    continue  # deleted or replaced after this search: allowed
-                # Replaced since: the new version must still be a whole document.
-                replaced = doc is not None and f"marker{v}" not in doc["text"]
-                if replaced and not doc["text"].split()[-1].startswith("marker"):
-                    errors.append(f"half-written doc {h.id}: {doc['text']!r}")
-            searches[0] += 1
+            after = eng.snapshot.generation
+            docs = before.get_documents([h.id for h in hits])
+            seen.append((before.generation, after, v, [
+                (h.id, None if d is None else d["text"]) for h, d in zip(hits, docs, strict=True)
+            ]))  # fmt: skip
 
     threads = [threading.Thread(target=reader, args=(s,)) for s in range(2)]
     for t in threads:
@@ -138,27 +134,44 @@ def test_searches_during_10k_writes_and_merges(tmp_path: Path) -> None:
     rng = random.Random(0)
     ops = 0
     version = 1
-    live = {f"d{i}" for i in range(200)}
     while ops < 10_000:
         ids = [f"w{rng.randrange(3000)}" for _ in range(40)]
         eng.upsert([{"id": i, "title": "", "text": text_for(i, version)} for i in ids])
-        victims = rng.sample(sorted(live), min(10, len(live)))
+        current.update(dict.fromkeys(ids, version))
+        victims = rng.sample(sorted(i for i, x in current.items() if x is not None), 10)
         eng.delete(victims)
-        live |= set(ids)
-        live -= set(victims)
+        current.update(dict.fromkeys(victims))
         ops += len(ids) + len(victims)
         version += 1
         if version % 5 == 0:
-            eng.refresh()
-            with gone_lock:
-                gone |= {v for v in victims if v.startswith("d")}  # never re-upserted
-    eng.refresh()
+            history[eng.refresh().generation] = dict(current)
+    history[eng.refresh().generation] = dict(current)
     eng.writer.wait_for_merges()
     stop.set()
     for t in threads:
         t.join()
     assert not errors, errors[:5]
-    assert searches[0] > 10
+    assert len(seen) > 10 and sum(len(h) for *_, h in seen) > 100
+
+    commits = sorted(history)
+
+    def state(gen: int) -> dict[str, int | None]:
+        """A merge commits a new generation with the same documents as the refresh before."""
+        return history[commits[bisect.bisect_right(commits, gen) - 1]]
+
+    for lo, hi, v, hits in seen:
+        window = [state(g) for g in {commits[bisect.bisect_right(commits, g) - 1]
+                                     for g in range(lo, hi + 1)}]  # fmt: skip
+        for doc_id, text in hits:
+            if not any(s.get(doc_id) is not None and s[doc_id] % 7 == v for s in window):
+                errors.append(f"{doc_id} (marker{v}) is live in no commit {lo}..{hi}")
+            expected = state(lo).get(doc_id)
+            if (text is None) != (expected is None) or (
+                text is not None and text != text_for(doc_id, expected)
+            ):
+                errors.append(f"generation {lo} stores {doc_id} as {text!r}, not v{expected}")
+    assert not errors, errors[:5]
+    live = {i for i, x in current.items() if x is not None}
     snap = eng.snapshot
     assert snap.n_docs == len(live)
     assert len(snap.segments) <= 4 + 1  # merges kept up

@@ -10,7 +10,7 @@ schemathesis = pytest.importorskip("schemathesis")
 
 from sparseretr.service import Settings, create_app  # noqa: E402
 
-from tests.test_service_fakes import FakeEngine  # noqa: E402
+from test_service_fakes import FakeEngine  # noqa: E402
 
 app = create_app(
     Settings(_env_file=None, api_key="secret", load_in_background=False),  # type: ignore[call-arg]

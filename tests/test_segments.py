@@ -134,12 +134,12 @@ def test_merge_keeps_results_and_drops_deletes(seg_index: Path) -> None:
     w.close()
 
 
-def test_crash_replays_the_log(seg_index: Path) -> None:
+def test_abandoned_writer_log_is_replayed_on_open(seg_index: Path) -> None:
     rng = np.random.default_rng(4)
     w = IndexWriter(seg_index, background_merges=False)
     w.upsert(["x1", "x2"], docs_for(["x1", "x2"]), random_vectors(rng, 2))
     w.delete(["d0"])
-    w._lockfile.close()  # "kill -9": no refresh, no close
+    w._lockfile.close()  # abandoned without refresh or close (a real kill -9: test_live.py)
     (seg_index / "wal" / ".0000000000000003.npz.tmp").write_bytes(b"torn")  # never renamed
     w2 = IndexWriter(seg_index, background_merges=False)
     snap = w2.snapshot
