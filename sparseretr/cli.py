@@ -122,6 +122,10 @@ def cmd_index_build(a: argparse.Namespace) -> int:
     from sparseretr.corpus import corpus_file
 
     _check_encoder_args(a)
+    if a.vectors:
+        return _index_from_vectors(a)
+    if not a.corpus:
+        raise ValueError("index build needs --corpus (or --vectors)")
     corpus_file(a.corpus)  # fail on a wrong path before loading any model
     out = Path(a.out)
     # An existing output is refused now, before loading a model, unless a work folder beside
@@ -149,6 +153,31 @@ def cmd_index_build(a: argparse.Namespace) -> int:
     )
     summary = build_batch(a.corpus, a.out, _encoder_from_args(a), options)
     print(json.dumps(summary.as_dict(), indent=2))
+    return 0
+
+
+def _index_from_vectors(a: argparse.Namespace) -> int:
+    from sparseretr.vector_files import build_from_vectors, detect
+
+    if a.corpus:
+        raise ValueError("pass --corpus or --vectors, not both (vectors files carry the texts)")
+    unsupported = [f for f, v in (("--ray", a.ray), ("--limit", a.limit)) if v]
+    if unsupported:
+        raise ValueError(f"--vectors builds in one step: {', '.join(unsupported)} do not apply")
+    detect(Path(a.vectors))  # a wrong path or format fails before any model loads
+    summary = build_from_vectors(
+        a.vectors, a.out, _encoder_from_args(a), dense_model=a.dense, with_bm25=a.with_bm25,
+        overwrite=a.overwrite,
+    )  # fmt: skip
+    print(json.dumps(summary, indent=2))
+    return 0
+
+
+def cmd_export(a: argparse.Namespace) -> int:
+    from sparseretr.vector_files import export_index
+
+    meta = export_index(a.index, a.out, a.format, index_name=a.index_name)
+    print(json.dumps(meta, indent=2))
     return 0
 
 
@@ -348,7 +377,13 @@ def build_parser() -> argparse.ArgumentParser:
         dest="index_command", required=True
     )
     b = ix.add_parser("build", help="encode a corpus and write an index folder")
-    b.add_argument("--corpus", required=True, help="corpus JSONL(.gz) or a BEIR dataset folder")
+    b.add_argument("--corpus", help="corpus JSONL(.gz) or a BEIR dataset folder")
+    b.add_argument(
+        "--vectors", metavar="FILE",
+        help="index precomputed vectors instead of encoding: an Anserini JsonVectorCollection "
+        "(.jsonl or a folder of them) or an OpenSearch bulk NDJSON file, token-keyed; --encoder "
+        "and --model name the vocabulary and the query side",
+    )  # fmt: skip
     b.add_argument("--out", required=True, help="index folder to create")
     b.add_argument("--limit", type=int, help="index only the first N documents")
     b.add_argument("--overwrite", action="store_true", help="replace an existing index")
@@ -440,6 +475,12 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--candidates", type=int, default=100)
     t.add_argument("--out", help="write the grid as JSON here")
     t.set_defaults(func=cmd_tune_fusion)
+    x = sub.add_parser("export", help="write an index's vectors for Anserini or OpenSearch")
+    x.add_argument("index")
+    x.add_argument("out", help="folder to create")
+    x.add_argument("--format", required=True, choices=["anserini", "opensearch"])
+    x.add_argument("--index-name", help="OpenSearch index name (default: the index folder's)")
+    x.set_defaults(func=cmd_export)
     _add_train_parser(sub)
     _add_adapt_parser(sub)
     sv = sub.add_parser("serve", help="run the HTTP search service (builds a missing index)")

@@ -9,7 +9,6 @@ from hypothesis import HealthCheck, settings
 schemathesis = pytest.importorskip("schemathesis")
 
 from sparseretr.service import Settings, create_app  # noqa: E402
-
 from test_service_fakes import FakeEngine  # noqa: E402
 
 app = create_app(
