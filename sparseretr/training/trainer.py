@@ -157,6 +157,8 @@ class Trainer:
             latest = self.latest_checkpoint()
             if latest is not None:
                 self.load_checkpoint(latest)
+        if self.step == 0:  # a fresh run: no records of an earlier, abandoned one
+            (self.out / METRICS_FILE).unlink(missing_ok=True)
 
     # -- set-up -------------------------------------------------------------------------------
     def _initial_idf(self) -> torch.nn.Parameter | torch.Tensor:
