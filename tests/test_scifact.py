@@ -105,3 +105,57 @@ def test_bm25_encoder_index(tmp_path, data, encoded):
         assert m["NDCG@10"] == pytest.approx(0.677, abs=0.005)
     finally:
         engine.close()
+
+
+def test_lucene_over_our_exported_vectors_agrees(tmp_path, data, encoded, splade):
+    """Our export, indexed by pyserini's Lucene impact indexer, ranks like our engine: same
+    top-10 on every test query (ties in score aside) when both get the same integer query."""
+    import subprocess
+    import sys
+
+    from sparseretr.eval.bm25_pyserini import PyseriniUnavailableError, require_pyserini
+    from sparseretr.index.vectors import SparseVectors
+
+    from sparseretr.vector_files import export_index
+
+    try:
+        require_pyserini()
+    except PyseriniUnavailableError as e:
+        pytest.skip(str(e))
+    engine = index(tmp_path / "splade", data, encoded, splade)
+    try:
+        export_index(engine.snapshot.root, tmp_path / "anserini", "anserini")
+        lucene = tmp_path / "lucene"
+        subprocess.run(
+            [sys.executable, "-m", "pyserini.index.lucene", "-collection", "JsonVectorCollection",
+             "-input", str(tmp_path / "anserini"), "-index", str(lucene), "-generator",
+             "DefaultLuceneDocumentGenerator", "-impact", "-pretokenized", "-threads", "2"],
+            check=True, capture_output=True,
+        )  # fmt: skip
+        from pyserini.pyclass import JHashMap, JInt, autoclass
+
+        searcher = autoclass("io.anserini.search.SimpleImpactSearcher")(str(lucene))
+        q = engine.encode("sparse", list(data.queries.values()))
+        rows = []  # integer query weights, the same for both engines
+        for i in range(len(q)):
+            terms, w = q.row(i)
+            rows.append((terms, np.maximum(1, np.rint(w * 100)).astype(np.float32)))
+        iq = SparseVectors.from_rows(rows, q.vocab_size)
+        ours = engine.snapshot.search("sparse", iq, 10)
+        scale = engine.snapshot.first.sparse.scale  # our score = Lucene's integer score x scale
+        same = 0
+        for i, (terms, w) in enumerate(rows):
+            jq = JHashMap()
+            for t, x in zip(splade.tokens(terms), w.astype(int).tolist(), strict=True):
+                jq.put(t, JInt(x))
+            theirs = [(h.docid, round(float(h.score))) for h in searcher.search(jq, 10)]
+            mine = [(h.id, round(h.score / scale)) for h in ours[i]]
+            # The same scores in order, and the same documents above the 10th score (documents
+            # tied at the cut-off may differ: either engine may keep any of them).
+            cut = theirs[-1][1]
+            same += [x for _, x in mine] == [x for _, x in theirs] and (
+                {d for d, x in mine if x > cut} == {d for d, x in theirs if x > cut}
+            )
+        assert same == len(rows), f"{same}/{len(rows)} queries agree"
+    finally:
+        engine.close()
