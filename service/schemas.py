@@ -67,6 +67,15 @@ class SearchOptions(_Strict):
         None, description="hits each system contributes to fusion"
     )
     explain: bool = Field(False, description="return matched tokens with their weights")
+    prune_alpha: float | None = Field(
+        None, gt=0.0, le=1.0,
+        description="sparse/bm25 pruning: < 1 stops early (approximate top-k); 1 is exact",
+    )  # fmt: skip
+    term_fraction: float | None = Field(
+        None, gt=0.0, le=1.0,
+        description="sparse/bm25: score only the heaviest query terms carrying this share of "
+        "the query's weight; 1 scores all (exact)",
+    )  # fmt: skip
 
 
 class SearchRequest(SearchOptions):
@@ -129,6 +138,8 @@ class EffectiveOptions(BaseModel):
     normalization: Normalization
     candidates: int
     explain: bool
+    prune_alpha: float
+    term_fraction: float
 
 
 class SearchResponse(BaseModel):

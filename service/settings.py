@@ -68,6 +68,9 @@ class Settings(BaseSettings):
     default_rrf_k: int = Field(FUSION_DEFAULTS["rrf_k"], ge=1)
     default_normalization: Normalization = FUSION_DEFAULTS["normalization"]
     default_candidates: int = Field(FUSION_DEFAULTS["candidates"], ge=1)
+    # Query-time pruning knobs (1 and 1: exact top-k); the README's sweep prices them.
+    default_prune_alpha: float = Field(1.0, gt=0.0, le=1.0)
+    default_term_fraction: float = Field(1.0, gt=0.0, le=1.0)
     snippet_chars: int = Field(240, ge=40, le=4000)
     max_matched_tokens: int = Field(32, ge=1, description="explain tokens returned per hit")
 

@@ -246,13 +246,24 @@ class Engine:
         normalization: Normalization = DEFAULTS["normalization"],
         candidates: int = DEFAULTS["candidates"],
         explain: bool = False,
+        prune_alpha: float = 1.0,
+        term_fraction: float = 1.0,
     ) -> list[SearchResult]:
         """Search a batch: each side encodes all queries in one call, then searches in one call.
 
         Hybrid takes max(candidates, k) from each side and fuses their union. mode=None picks
         default_mode. Every side reads the same snapshot.
+
+        prune_alpha < 1 (stop once the best remaining block bound is below alpha x the k-th
+        score) and term_fraction < 1 (score only the heaviest query terms carrying that share
+        of the query's weight) trade exactness for speed on the sparse and BM25 sides; at 1 and
+        1 (the defaults) the top-k is exact. `alpha` is the convex fusion weight, not this.
         """
         mode = self.check_mode(mode)
+        for name, v in (("prune_alpha", prune_alpha), ("term_fraction", term_fraction)):
+            if isinstance(v, bool) or not isinstance(v, int | float) or not 0 < v <= 1:
+                raise ValueError(f"{name} must lie in (0, 1], got {v!r}")
+        knobs = {"alpha": float(prune_alpha), "term_fraction": float(term_fraction)}
         if isinstance(queries, str):
             raise TypeError("pass a list of query strings, not a single string")
         for name, v in (("k", k), ("candidates", candidates)):
@@ -274,7 +285,7 @@ class Engine:
         t0 = time.perf_counter()
         encoded = {side: self.encode(side, texts) for side in sides}
         t1 = time.perf_counter()
-        hits = {side: self._search(snap, side, encoded[side], depth) for side in sides}
+        hits = {side: self._search(snap, side, encoded[side], depth, knobs) for side in sides}
         t2 = time.perf_counter()
         n = len(texts)
         per_q = {"encode_ms": (t1 - t0) * 1e3 / n, "search_ms": (t2 - t1) * 1e3 / n}
@@ -372,10 +383,12 @@ class Engine:
         assert enc is not None  # check_mode ran first
         return enc
 
-    def _search(self, snap: Snapshot, side: str, encoded: Any, depth: int) -> list[list[SegHit]]:
+    def _search(
+        self, snap: Snapshot, side: str, encoded: Any, depth: int, knobs: dict[str, float]
+    ) -> list[list[SegHit]]:
         if side == "dense":
             return snap.search_dense(encoded, depth)
-        return snap.search(side, encoded, depth)
+        return snap.search(side, encoded, depth, **knobs)
 
     def _explain(
         self,

@@ -249,3 +249,15 @@ def test_device_reaches_the_sparse_encoder(tmp_path: Path, monkeypatch) -> None:
         assert str(eng.sparse_encoder.doc_encoder.device) == "cpu"
     finally:
         eng.close()
+
+
+def test_pruning_knobs(engine: Engine) -> None:
+    q = ["young cats sleeping", "dogs"]
+    exact = engine.search(q, k=3, mode="bm25")
+    same = engine.search(q, k=3, mode="bm25", prune_alpha=1.0, term_fraction=1.0)
+    assert [[h.id for h in r.hits] for r in same] == [[h.id for h in r.hits] for r in exact]
+    approx = engine.search(q, k=3, mode="bm25", prune_alpha=0.5, term_fraction=0.5)
+    assert all(len(r.hits) <= 3 for r in approx)
+    for bad in ({"prune_alpha": 0.0}, {"term_fraction": 1.5}, {"prune_alpha": True}):
+        with pytest.raises(ValueError, match="must lie in"):
+            engine.search(q, k=3, mode="bm25", **bad)

@@ -247,6 +247,18 @@ def test_convex_fusion_options_are_passed(client: TestClient, engine: FakeEngine
     assert r.json()["options"]["normalization"] == "zscore"
 
 
+def test_pruning_knobs_are_passed_and_checked(client: TestClient, engine: FakeEngine) -> None:
+    r = client.post("/search", json={"query": "sleep", "mode": "sparse"})
+    assert r.json()["options"]["prune_alpha"] == 1.0 and engine.calls[-1]["term_fraction"] == 1.0
+    r = client.post("/search", json={"query": "sleep", "mode": "sparse", "prune_alpha": 0.8,
+                                     "term_fraction": 0.5})  # fmt: skip
+    assert r.status_code == 200
+    assert (engine.calls[-1]["prune_alpha"], engine.calls[-1]["term_fraction"]) == (0.8, 0.5)
+    assert r.json()["options"]["term_fraction"] == 0.5
+    for bad in ({"prune_alpha": 0}, {"term_fraction": 1.5}):
+        assert_error(client.post("/search", json={"query": "x", **bad}), 422)
+
+
 def test_defaults_come_from_settings(engine: FakeEngine) -> None:
     s = make_settings(default_mode="bm25", default_fusion="convex", default_alpha=0.8)
     with TestClient(create_app(s, engine)) as c:

@@ -114,12 +114,14 @@ class FakeEngine:
     def search(self, queries: list[str], *, k: int = 10, mode: str = "hybrid",
                fusion: str = "rrf", alpha: float = 0.5, rrf_k: int = 60,
                normalization: str = "minmax", candidates: int = 100,
-               explain: bool = False) -> list[SearchResult]:
+               explain: bool = False, prune_alpha: float = 1.0,
+               term_fraction: float = 1.0) -> list[SearchResult]:
         if mode not in self.modes:
             raise ValueError(f"mode {mode!r} is not available (index built without it)")
         with self._lock:
             self.calls.append({"queries": list(queries), "k": k, "mode": mode,
-                               "fusion": fusion, "alpha": alpha, "explain": explain})
+                               "fusion": fusion, "alpha": alpha, "explain": explain,
+                               "prune_alpha": prune_alpha, "term_fraction": term_fraction})
         if self.delay:
             time.sleep(self.delay)
         return [self._one(q, k, mode, explain) for q in queries]

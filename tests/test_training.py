@@ -348,3 +348,23 @@ def test_select_best_exports_the_best_evaluated_state(beir: Path, tmp_path: Path
         assert torch.equal(exported[k].cpu(), v.cpu()), k
     meta = json.loads((Path(report["model_dir"]) / "sparseretr_config.json").read_text())
     assert meta["trained_steps"] == 2
+
+
+def test_candidate_groups_leave_the_positives_out(beir: Path):
+    """groups=candidates (pseudo-queries): every group is negatives + 1 mined candidates, never
+    the query's positive, deterministic per (seed, epoch, batch)."""
+    from sparseretr.training.data import BatchSampler
+
+    cfg = make_config(beir, beir / "unused")
+    data = load_training_data(cfg.data, 7)
+    pools = {q: np.array([d for d in range(12) if d not in data.positives[q]]) for q in range(8)}
+    make = lambda: BatchSampler(  # noqa: E731
+        data, batch_size=3, negatives=4, seed=1, negatives_for=pools.__getitem__,
+        groups="candidates",
+    )  # fmt: skip
+    a, b = make().batch(0, 0), make().batch(0, 0)
+    assert a.docs.shape == (3, 5) and np.array_equal(a.docs, b.docs)
+    for q, group in zip(a.queries, a.docs, strict=True):
+        assert len(set(group.tolist())) == 5 and not np.isin(group, data.positives[q]).any()
+    with pytest.raises(ValueError, match="groups=candidates"):
+        make_config(beir, beir / "x", optim={"groups": "candidates"}, loss={"contrastive": 1.0})

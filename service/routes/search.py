@@ -50,6 +50,8 @@ class Params:
     normalization: str
     candidates: int
     explain: bool
+    prune_alpha: float
+    term_fraction: float
 
     def engine_kwargs(self) -> dict[str, Any]:
         return asdict(self)
@@ -104,6 +106,8 @@ def resolve(
         normalization=options.normalization or settings.default_normalization,
         candidates=max(options.candidates or settings.default_candidates, options.k),
         explain=options.explain,
+        prune_alpha=options.prune_alpha or settings.default_prune_alpha,
+        term_fraction=options.term_fraction or settings.default_term_fraction,
     )
 
 

@@ -57,6 +57,9 @@ class OptimConfig:
     deterministic: bool = False  # torch.use_deterministic_algorithms: bitwise repeatable, slower
     seed: int = 42
     negative_depth: int = 50  # hard negatives are drawn from each miner's top-N
+    # "positive": a group is one positive + `negatives` mined negatives; "candidates": all
+    # negatives + 1 from the mined candidates (pseudo-queries: see training.data.BatchSampler)
+    groups: str = "positive"
 
 
 @dataclass
@@ -138,6 +141,13 @@ class TrainConfig:
             raise ValueError(f"encoder must be one of {ENCODER_TYPES}, got {self.encoder!r}")
         if self.loss.query_weights not in ("idf", "uniform"):
             raise ValueError(f"loss.query_weights: idf or uniform, got {self.loss.query_weights!r}")
+        if self.optim.groups not in ("positive", "candidates"):
+            raise ValueError(f"optim.groups must be positive or candidates: {self.optim.groups!r}")
+        if self.optim.groups == "candidates" and self.loss.contrastive:
+            raise ValueError(
+                "optim.groups=candidates has no positive in a group for loss.contrastive; "
+                "distil with loss.kl or loss.margin_mse"
+            )
         if self.eval.target not in ("labels", "teacher"):
             raise ValueError(f"eval.target must be labels or teacher, got {self.eval.target!r}")
         if self.eval.pool not in ("candidates", "full"):

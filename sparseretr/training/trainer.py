@@ -128,6 +128,7 @@ class Trainer:
             seed=o.seed,
             negatives_for=lambda q: self.teachers.negatives(q, o.negative_depth),
             teacher_for=(self.teachers.target_fn(weights, cfg.teachers.scale) if weights else None),
+            groups=o.groups,
         )
         self.steps_per_epoch = len(self.sampler) // o.grad_accum
         if self.steps_per_epoch < 1:
