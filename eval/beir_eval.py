@@ -21,6 +21,7 @@ from .cost import sparse_cost
 from .report import SystemResult, markdown_table, write_report
 from .runner import Searcher, run_retrieval
 from .summary import markdown_summary, summary_table, write_summary
+from .sweep import write_sweep
 
 DATASET_FIELD = "{dataset}"
 # --baseline name -> (row name, multifield)
@@ -102,13 +103,41 @@ def _engine_rows(
     timing: str,
     check_exact: bool,
     options: dict[str, Any],
+    knobs: dict[str, float] | None = None,
+    sweep: Sequence[tuple[float, float]] = (),
 ) -> list[SystemResult]:
-    """Every requested mode of one index, through the same Engine the HTTP service uses."""
+    """Every requested mode of one index, through the same Engine the HTTP service uses.
+
+    knobs (prune_alpha, term_fraction) apply to the sparse, bm25 and hybrid rows; each sweep
+    point (prune_alpha, term_fraction) adds a sparse row marked extra["sweep"]."""
     from sparseretr.engine import Engine
 
     engine = Engine.open(
         path, dense=any(m in ("dense", "hybrid") for m in modes), bm25="bm25" in modes
     )
+    try:
+        return _mode_rows(engine, path, data, label=label, modes=modes, fusions=fusions, k=k,
+                          timing=timing, check_exact=check_exact, options=options,
+                          knobs=knobs or {}, sweep=sweep)  # fmt: skip
+    finally:
+        engine.close()
+
+
+def _mode_rows(
+    engine: Any,
+    path: str,
+    data: Any,
+    *,
+    label: str | None,
+    modes: Sequence[str],
+    fusions: Sequence[str],
+    k: int,
+    timing: str,
+    check_exact: bool,
+    options: dict[str, Any],
+    knobs: dict[str, float],
+    sweep: Sequence[tuple[float, float]],
+) -> list[SystemResult]:
     manifest = engine.manifest
     base = {
         "index": str(path),
@@ -119,6 +148,8 @@ def _engine_rows(
         for fusion in fusions if mode == "hybrid" else [None]:
             engine.check_mode(mode)
             opts = {**options, "fusion": fusion} if fusion else {}
+            if mode != "dense":
+                opts.update(knobs)
             searcher = engine.searcher(mode, **opts)
             extra = dict(base, mode=mode, **opts)
             if mode == "sparse":
@@ -148,6 +179,19 @@ def _engine_rows(
                     extra=extra,
                 )
             )
+    sparse_name = label or f"{engine.name} ({Path(path).name})"
+    for a, t in sweep:
+        rows.append(
+            evaluate_system(
+                f"{sparse_name} prune_alpha={a:g} term_fraction={t:g}",
+                engine.searcher("sparse", prune_alpha=a, term_fraction=t),
+                data,
+                k=k,
+                timing=timing,
+                extra={"index": str(path), "mode": "sparse", "sweep": True, "system": sparse_name,
+                       "prune_alpha": a, "term_fraction": t},
+            )  # fmt: skip
+        )
     return rows
 
 
@@ -164,6 +208,8 @@ def evaluate_beir(
     modes: Sequence[str] = ("sparse",),
     fusions: Sequence[str] = ("rrf",),
     fusion_options: dict[str, Any] | None = None,
+    knobs: dict[str, float] | None = None,
+    sweep: Sequence[tuple[float, float]] = (),
 ) -> EvalReport:
     """Evaluate every system on every dataset; one report per dataset, and with several
     datasets a summary (JSON, Markdown, PNG) in `out_dir/beir-<split>/`."""
@@ -207,6 +253,8 @@ def evaluate_beir(
                 timing=timing,
                 check_exact=check_exact,
                 options=fusion_options or {},
+                knobs=knobs,
+                sweep=sweep,
             )
         ]
         for baseline in baselines:
@@ -225,6 +273,9 @@ def evaluate_beir(
             "command": command,
         }
         files += write_report(Path(out_dir) / f"{data.name}-{split}", rows, meta)
+        if sweep:
+            files += write_sweep(Path(out_dir) / f"{data.name}-{split}", rows, meta)
+        rows = [r for r in rows if not r.extra.get("sweep")]
         per_dataset[data.name] = rows
     all_rows = [r for rows in per_dataset.values() for r in rows]
     if len(per_dataset) == 1:

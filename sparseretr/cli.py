@@ -99,6 +99,18 @@ def _check_encoder_args(a: argparse.Namespace) -> None:
         )
 
 
+def _add_knob_args(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("query-time pruning (sparse and bm25 sides; 1 and 1: exact top-k)")
+    g.add_argument(
+        "--prune-alpha", type=float, default=1.0,
+        help="< 1 stops once no block can beat alpha x the k-th score (approximate)",
+    )  # fmt: skip
+    g.add_argument(
+        "--term-fraction", type=float, default=1.0,
+        help="< 1 scores only the heaviest query terms carrying that share of its weight",
+    )  # fmt: skip
+
+
 def _encoder_from_args(a: argparse.Namespace):
     from sparseretr.encoders import create_encoder
 
@@ -216,7 +228,8 @@ def cmd_search(a: argparse.Namespace) -> int:
         raise ValueError("the query is empty")
     engine = Engine.open(a.index, dense=a.mode in ("dense", "hybrid"), bm25=a.mode == "bm25")
     try:
-        (res,) = engine.search([query], k=a.k, mode=a.mode, explain=a.explain)
+        (res,) = engine.search([query], k=a.k, mode=a.mode, explain=a.explain,
+                               prune_alpha=a.prune_alpha, term_fraction=a.term_fraction)
         out = []
         for rank, h in enumerate(res.hits, 1):
             doc = engine.docstore.get(h.id) or {}
@@ -239,6 +252,7 @@ def cmd_search(a: argparse.Namespace) -> int:
 
 def cmd_eval_beir(a: argparse.Namespace) -> int:
     from sparseretr.eval.beir_eval import evaluate_beir
+    from sparseretr.eval.sweep import GRID
 
     report = evaluate_beir(
         a.data,
@@ -257,6 +271,8 @@ def cmd_eval_beir(a: argparse.Namespace) -> int:
             "normalization": a.normalization,
             "candidates": a.candidates,
         },
+        knobs={"prune_alpha": a.prune_alpha, "term_fraction": a.term_fraction},
+        sweep=GRID if a.sweep else (),
     )
     print(report.markdown)
     print("\nreports: " + "\n         ".join(str(f) for f in report.files or []), file=sys.stderr)
@@ -418,6 +434,7 @@ def build_parser() -> argparse.ArgumentParser:
     )  # fmt: skip
     s.add_argument("--explain", action="store_true", help="show matched tokens and weights")
     s.add_argument("--json", action="store_true")
+    _add_knob_args(s)
     s.set_defaults(func=cmd_search)
 
     ev = sub.add_parser("eval", help="evaluate").add_subparsers(dest="eval_command", required=True)
@@ -467,6 +484,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="fusion(s) for hybrid mode (repeatable; default rrf)",
     )
     _add_fusion_args(e)
+    _add_knob_args(e)
+    e.add_argument(
+        "--sweep", action="store_true",
+        help="also run each index's sparse mode over a grid of --prune-alpha x --term-fraction: "
+        "<dataset>-<split>/sweep.{md,json,png}, nDCG@10 against p50 latency",
+    )  # fmt: skip
     e.set_defaults(func=cmd_eval_beir)
     t = ev.add_parser("tune-fusion", help="grid-search hybrid fusion settings on a train split")
     t.add_argument("data", help="BEIR folder or dataset name")

@@ -228,3 +228,20 @@ def test_console_script_help():
     out = subprocess.run([*cmd, "--help"], capture_output=True, text=True, check=True).stdout
     for word in ("index", "search", "eval"):
         assert word in out
+
+
+def test_eval_sweep_prices_the_pruning_knobs(bm25_index: Path, tiny_beir: Path, tmp_path: Path):
+    runs = tmp_path / "runs"
+    assert main(["eval", "beir", str(tiny_beir), "--index", f"lex={bm25_index}", "-k", "10",
+                 "--out", str(runs), "--sweep", "--term-fraction", "0.5"]) == 0  # fmt: skip
+    out = runs / f"{tiny_beir.name}-test"
+    sweep = json.loads((out / "sweep.json").read_text())
+    (points,) = sweep["systems"].values()
+    assert len(points) == 16
+    exact = [p for p in points if p["prune_alpha"] == p["term_fraction"] == 1.0]
+    assert len(exact) == 1 and exact[0]["delta"] == 0.0 and exact[0]["speedup"] == 1.0
+    assert "fastest within 0.005 nDCG@10" in (out / "sweep.md").read_text()
+    assert (out / "sweep.png").read_bytes()[:4] == b"\x89PNG"
+    report = json.loads((out / "report.json").read_text())
+    main_row = next(r for r in report["systems"] if not r["extra"].get("sweep"))
+    assert main_row["extra"]["term_fraction"] == 0.5  # the knobs reach the plain rows too
