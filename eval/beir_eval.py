@@ -14,6 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from sparseretr.index.errors import UserInputError
+
 from sparseretr.beir import load_beir
 from sparseretr.metrics import evaluate
 
@@ -215,17 +217,17 @@ def evaluate_beir(
     datasets a summary (JSON, Markdown, PNG) in `out_dir/beir-<split>/`."""
     names = [datasets] if isinstance(datasets, str) else list(datasets)
     if not names:
-        raise ValueError("no dataset given")
+        raise UserInputError("no dataset given")
     if not indexes and not baselines:
-        raise ValueError("nothing to evaluate: pass --index PATH and/or --baseline bm25")
+        raise UserInputError("nothing to evaluate: pass --index PATH and/or --baseline bm25")
     unknown = sorted(set(baselines) - set(BASELINES))
     if unknown:
-        raise ValueError(f"unknown baseline(s) {unknown}; choose from {sorted(BASELINES)}")
+        raise UserInputError(f"unknown baseline(s) {unknown}; choose from {sorted(BASELINES)}")
     parsed = [parse_index(a) for a in indexes]
     if len(names) > 1:
         fixed = [a.path for a in parsed if DATASET_FIELD not in a.path]
         if fixed:
-            raise ValueError(
+            raise UserInputError(
                 f"with several datasets each --index must name its folder per dataset with "
                 f"{DATASET_FIELD} (e.g. indexes/{DATASET_FIELD}-splade); got {fixed}"
             )

@@ -22,6 +22,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from sparseretr.index.errors import UnavailableError
+
 from sparseretr.beir import BeirData
 from sparseretr.corpus import doc_text
 
@@ -36,7 +38,7 @@ JAVA_HINT = (
 DONE_MARKER = ".sparseretr-complete"
 
 
-class PyseriniUnavailableError(RuntimeError):
+class PyseriniUnavailableError(UnavailableError):
     """pyserini or the Java runtime it needs is missing; the BM25 baseline cannot run."""
 
 

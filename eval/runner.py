@@ -11,6 +11,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Literal, Protocol, runtime_checkable
 
+from sparseretr.index.errors import UserInputError
+
 from sparseretr.metrics import latency_summary
 
 Timing = Literal["query", "batch"]
@@ -60,11 +62,11 @@ def run_retrieval(
     compilation, lazy loading, cache population) do not land in p99.
     """
     if k < 1:
-        raise ValueError(f"k must be >= 1, got {k}")
+        raise UserInputError(f"k must be >= 1, got {k}")
     if timing not in ("query", "batch"):
-        raise ValueError(f"timing must be 'query' or 'batch', got {timing!r}")
+        raise UserInputError(f"timing must be 'query' or 'batch', got {timing!r}")
     if batch_size < 1:
-        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        raise UserInputError(f"batch_size must be >= 1, got {batch_size}")
 
     qids = list(queries)
     texts = [queries[q] for q in qids]
@@ -85,7 +87,7 @@ def run_retrieval(
         if timing == "query":
             latencies.append(elapsed)
         if len(hits) != len(batch_texts):
-            raise ValueError(
+            raise UserInputError(
                 f"searcher returned {len(hits)} result lists for {len(batch_texts)} queries"
             )
         for qid, ranked in zip(qids[start : start + step], hits, strict=True):

@@ -10,6 +10,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+from sparseretr.index.errors import UserInputError
+
 from sparseretr.beir import load_beir
 from sparseretr.metrics import evaluate
 
@@ -31,7 +33,7 @@ def tune_fusion(
     from sparseretr.fusion import convex, rrf
 
     if split == "test":
-        raise ValueError("tune on a train/dev split; the test split is for reporting only")
+        raise UserInputError("tune on a train/dev split; the test split is for reporting only")
     data = load_beir(dataset, split=split)
     engine = Engine.open(index, dense=True, bm25=sparse_mode == "bm25")
     qids = list(data.queries)

@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 from sparseretr.index.dense import DENSE_DIR, DenseIndex, Kind
+from sparseretr.index.errors import UserInputError
 from sparseretr.index.segments import Snapshot
 
 
@@ -30,11 +31,11 @@ def attach_dense(
     """Write `embeddings` (row i = doc_ids[i]) as the dense side of a single-segment index."""
     snap = Snapshot.open(target, dense=False)
     if len(snap.segments) != 1:
-        raise ValueError(f"{target}: only a single-segment batch build takes a dense side")
+        raise UserInputError(f"{target}: only a single-segment batch build takes a dense side")
     seg = snap.first
     ids = [str(d) for d in seg.sparse.doc_ids(np.arange(seg.n_docs))]
     if len(doc_ids) != len(ids) or any(a != str(b) for a, b in zip(ids, doc_ids, strict=True)):
-        raise ValueError(f"{target} does not hold the same documents in the same order")
+        raise UserInputError(f"{target} does not hold the same documents in the same order")
     out = seg.sparse.path / DENSE_DIR
     if out.exists():
         raise FileExistsError(f"{out} already exists")
@@ -51,9 +52,9 @@ def copy_dense(target: str | Path, source: str | Path) -> Path:
     """Copy another index's dense side (same documents, same order) into `target`."""
     src = Snapshot.open(source)
     if len(src.segments) != 1:
-        raise ValueError(f"{source}: only a single-segment batch build can lend its dense side")
+        raise UserInputError(f"{source}: only a single-segment batch build can lend its dense side")
     a = src.first
     if a.dense is None:
-        raise ValueError(f"{source} has no dense side (build it with --dense)")
+        raise UserInputError(f"{source} has no dense side (build it with --dense)")
     ids = [str(d) for d in a.sparse.doc_ids(np.arange(a.n_docs))]
     return attach_dense(target, a.dense.vectors, a.dense.encoder_config, ids, kind=a.dense.kind)

@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 from sparseretr.index.docstore import DocStore
-from sparseretr.index.errors import IndexExistsError
+from sparseretr.index.errors import IndexExistsError, UserInputError
 from sparseretr.index.format import (
     BLOCK_PTR,
     BLOCK_ROWS,
@@ -142,7 +142,7 @@ def _encode_ids(doc_ids: Sequence[str], n: int) -> np.ndarray:
         if not isinstance(i, str):
             raise ValueError(f"doc ids must be str, got {type(i).__name__}: {i!r}")
         if "\x00" in i:
-            raise ValueError(f"doc id {i!r} contains a NUL character")
+            raise UserInputError(f"doc id {i!r} contains a NUL character")
     encoded = [i.encode("utf-8") for i in ids]
     width = max((len(b) for b in encoded), default=1) or 1
     arr = np.array(encoded, dtype=f"S{width}") if encoded else np.zeros(0, dtype="S1")
@@ -152,7 +152,7 @@ def _encode_ids(doc_ids: Sequence[str], n: int) -> np.ndarray:
         dup = np.flatnonzero(s[1:] == s[:-1])
         if dup.size:
             first = s[dup[0]].decode("utf-8")
-            raise ValueError(f"doc ids must be unique; duplicate id {first!r}")
+            raise UserInputError(f"doc ids must be unique; duplicate id {first!r}")
     return arr
 
 

@@ -8,6 +8,17 @@ from __future__ import annotations
 REBUILD_HINT = "rebuild it with `sparseretr index build`"
 
 
+class UserInputError(ValueError):
+    """Bad input from the caller (an argument, a setting, a file's content): the command line
+    reports it as one line and exit code 2. A plain ValueError elsewhere is a bug and keeps its
+    traceback. Lives at the bottom layer so every layer can raise it."""
+
+
+class UnavailableError(RuntimeError):
+    """An optional tool this command needs is not installed here (pyserini and Java, Ray):
+    one line with the install hint, as for bad input."""
+
+
 class SparseIndexError(Exception):
     """Base class for every error raised while building or opening an index."""
 

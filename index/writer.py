@@ -26,7 +26,7 @@ from typing import Any, TextIO
 import numpy as np
 from sparseretr.index.build import build_index
 from sparseretr.index.dense import DenseIndex
-from sparseretr.index.errors import SparseIndexError
+from sparseretr.index.errors import SparseIndexError, UserInputError
 from sparseretr.index.format import BM25_DIR, ENCODER_DIR, fsync_dir, tree_writer
 from sparseretr.index.segments import (
     DELETES_DIR,
@@ -201,12 +201,12 @@ class IndexWriter:
         first = self._snapshot.first
         n = len(ids)
         if not n:
-            raise ValueError("no documents to upsert")
+            raise UserInputError("no documents to upsert")
         if len(docs) != n or len(sparse) != n:
             raise ValueError(f"{n} ids, {len(docs)} docs and {len(sparse)} vectors must match")
         for i in ids:
             if not i or "\x00" in i:
-                raise ValueError(f"document ids must be non-empty and without NUL, got {i!r}")
+                raise UserInputError(f"document ids must be non-empty and without NUL, got {i!r}")
         if sparse.vocab_size != first.sparse.vocab_size:
             raise ValueError("sparse vectors come from another encoder (vocabulary size differs)")
         if (bm25 is None) != (first.bm25 is None):

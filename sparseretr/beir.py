@@ -11,6 +11,8 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from sparseretr.index.errors import UserInputError
+
 logger = logging.getLogger(__name__)
 
 BEIR_URL = "https://public.ukp.informatik.tu-darmstadt.de/thakur/BEIR/datasets/{name}.zip"
@@ -124,7 +126,7 @@ def load_beir(
     try:
         corpus, queries, qrels = GenericDataLoader(data_folder=str(folder)).load(split=split)
     except KeyError as exc:  # BEIR indexes queries by the qrels ids
-        raise ValueError(
+        raise UserInputError(
             f"qrels/{split}.tsv in {folder} references query id {exc} missing from queries.jsonl"
         ) from exc
 

@@ -9,6 +9,8 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from sparseretr.index.errors import UserInputError
+
 DEFAULT_DATA = "../shared/data/beir/scifact"
 
 
@@ -93,7 +95,7 @@ def _check_encoder_args(a: argparse.Namespace) -> None:
     }  # fmt: skip
     given = [flag for flag, v in model_options.items() if v is not None]
     if given:
-        raise ValueError(
+        raise UserInputError(
             f"--encoder bm25 has no model: {', '.join(given)} would be ignored; drop "
             f"{'it' if len(given) == 1 else 'them'} or choose --encoder splade|inference-free"
         )
@@ -137,7 +139,7 @@ def cmd_index_build(a: argparse.Namespace) -> int:
     if a.vectors:
         return _index_from_vectors(a)
     if not a.corpus:
-        raise ValueError("index build needs --corpus (or --vectors)")
+        raise UserInputError("index build needs --corpus (or --vectors)")
     corpus_file(a.corpus)  # fail on a wrong path before loading any model
     out = Path(a.out)
     # An existing output is refused now, before loading a model, unless a work folder beside
@@ -172,10 +174,10 @@ def _index_from_vectors(a: argparse.Namespace) -> int:
     from sparseretr.vector_files import build_from_vectors, detect
 
     if a.corpus:
-        raise ValueError("pass --corpus or --vectors, not both (vectors files carry the texts)")
+        raise UserInputError("pass --corpus or --vectors, not both (vectors files carry the texts)")
     unsupported = [f for f, v in (("--ray", a.ray), ("--limit", a.limit)) if v]
     if unsupported:
-        raise ValueError(f"--vectors builds in one step: {', '.join(unsupported)} do not apply")
+        raise UserInputError(f"--vectors builds in one step: {', '.join(unsupported)} do not apply")
     detect(Path(a.vectors))  # a wrong path or format fails before any model loads
     summary = build_from_vectors(
         a.vectors, a.out, _encoder_from_args(a), dense_model=a.dense, with_bm25=a.with_bm25,
@@ -225,7 +227,7 @@ def cmd_search(a: argparse.Namespace) -> int:
 
     query = " ".join(a.query).strip()
     if not query:
-        raise ValueError("the query is empty")
+        raise UserInputError("the query is empty")
     engine = Engine.open(a.index, dense=a.mode in ("dense", "hybrid"), bm25=a.mode == "bm25")
     try:
         (res,) = engine.search([query], k=a.k, mode=a.mode, explain=a.explain,

@@ -8,8 +8,10 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from sparseretr.index.errors import UserInputError
 
-class CorpusError(ValueError):
+
+class CorpusError(UserInputError):
     """The corpus cannot be read: wrong path, malformed line, missing id."""
 
 

@@ -12,6 +12,7 @@ from typing import Any, Self
 import numpy as np
 
 from sparseretr.encoders._torch import pick_device
+from sparseretr.index.errors import UserInputError
 from sparseretr.models import DEFAULT_DENSE, resolve_model
 
 
@@ -33,7 +34,7 @@ class DenseEncoder:
         from sentence_transformers import SentenceTransformer
 
         if batch_size < 1 or max_length < 1:
-            raise ValueError(
+            raise UserInputError(
                 f"batch_size and max_length must be >= 1, got {batch_size}, {max_length}"
             )
         self.model_ref = str(model)
@@ -72,7 +73,7 @@ class DenseEncoder:
     @classmethod
     def from_config(cls, config: dict[str, Any], **overrides: Any) -> Self:
         if config.get("kind", cls.kind) != cls.kind:
-            raise ValueError(f"not a dense encoder config: kind {config.get('kind')!r}")
+            raise UserInputError(f"not a dense encoder config: kind {config.get('kind')!r}")
         opts: dict[str, Any] = (
             {"max_length": config["max_length"]} if "max_length" in config else {}
         )

@@ -29,6 +29,7 @@ from sparseretr.dense import DenseEncoder
 from sparseretr.encoders import SparseEncoder, load_encoder
 from sparseretr.fusion import DEFAULTS, FusedHit, Normalization, convex, rrf, single
 from sparseretr.index.dense import DENSE_DIR
+from sparseretr.index.errors import UserInputError
 from sparseretr.index.format import BM25_DIR
 from sparseretr.index.segments import SegHit, Snapshot, is_segmented
 from sparseretr.index.vectors import SparseVectors
@@ -53,7 +54,7 @@ class SearchResult:
     explain: dict[str, list[dict[str, Any]]] | None = None
 
 
-class ReadOnlyIndexError(ValueError):
+class ReadOnlyIndexError(UserInputError):
     """A write to an index opened read-only (or a plain, unsegmented index folder)."""
 
 
@@ -91,13 +92,13 @@ class Engine:
         self._static = None if self.writer is not None else source
         first = self.snapshot.first
         if sparse_encoder.vocab_size != first.sparse.vocab_size:
-            raise ValueError(
+            raise UserInputError(
                 f"encoder vocabulary ({sparse_encoder.vocab_size}) does not match the index "
                 f"({first.sparse.vocab_size}): the index was built with another encoder"
             )
         if dense_encoder is not None and first.dense is not None:  # noqa: SIM102
             if dense_encoder.dim != first.dense.dim:
-                raise ValueError(
+                raise UserInputError(
                     f"dense encoder dim {dense_encoder.dim} != dense index dim {first.dense.dim}"
                 )
         self.sparse_encoder = sparse_encoder
@@ -224,10 +225,10 @@ class Engine:
     def check_mode(self, mode: str | None) -> str:
         mode = self.default_mode if mode is None else mode
         if mode not in MODES:
-            raise ValueError(f"unknown search mode {mode!r}; available modes: {self.modes}")
+            raise UserInputError(f"unknown search mode {mode!r}; available modes: {self.modes}")
         if mode not in self.modes:
             side = BM25_DIR if mode == "bm25" else DENSE_DIR
-            raise ValueError(
+            raise UserInputError(
                 f"mode {mode!r} is not available for the index at {self.snapshot.root} "
                 f"(no {side}/ folder, or opened with {side}=False); available modes: {self.modes}"
             )
@@ -262,13 +263,13 @@ class Engine:
         mode = self.check_mode(mode)
         for name, v in (("prune_alpha", prune_alpha), ("term_fraction", term_fraction)):
             if isinstance(v, bool) or not isinstance(v, int | float) or not 0 < v <= 1:
-                raise ValueError(f"{name} must lie in (0, 1], got {v!r}")
+                raise UserInputError(f"{name} must lie in (0, 1], got {v!r}")
         knobs = {"alpha": float(prune_alpha), "term_fraction": float(term_fraction)}
         if isinstance(queries, str):
             raise TypeError("pass a list of query strings, not a single string")
         for name, v in (("k", k), ("candidates", candidates)):
             if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-                raise ValueError(f"{name} must be an integer >= 1, got {v!r}")
+                raise UserInputError(f"{name} must be an integer >= 1, got {v!r}")
         fuse = _fuser(fusion, rrf_k, alpha, normalization) if mode == "hybrid" else None
         texts = list(queries)
         if not texts:
@@ -432,7 +433,7 @@ def _fuser(
     elif fusion == "convex":
         fn = partial(convex, alpha=alpha, normalization=normalization)
     else:
-        raise ValueError(f"fusion must be one of {FUSIONS}, got {fusion!r}")
+        raise UserInputError(f"fusion must be one of {FUSIONS}, got {fusion!r}")
     fn({"sparse": [], "dense": []})
     return fn
 

@@ -21,6 +21,8 @@ from typing import Any, Literal
 
 import numpy as np
 
+from sparseretr.index.errors import UserInputError
+
 Run = Sequence[tuple[str, float]]
 Normalization = Literal["minmax", "zscore"]
 NORMALIZATIONS: tuple[str, ...] = ("minmax", "zscore")
@@ -60,7 +62,7 @@ def rrf(
     Ranks only, so it needs no score calibration between systems; k damps the top ranks.
     """
     if isinstance(k, bool) or not isinstance(k, int | np.integer) or k < 0:
-        raise ValueError(f"rrf k must be an integer >= 0, got {k!r}")
+        raise UserInputError(f"rrf k must be an integer >= 0, got {k!r}")
     w = _weights(runs, weights)
     tables = _tables(runs)
     scores: dict[str, float] = {}
@@ -90,17 +92,19 @@ def convex(
     (z = 0) would instead lift unretrieved docs above half of the retrieved ones.
     """
     if normalization not in NORMALIZATIONS:
-        raise ValueError(f"normalization must be one of {NORMALIZATIONS}, got {normalization!r}")
+        raise UserInputError(
+            f"normalization must be one of {NORMALIZATIONS}, got {normalization!r}"
+        )
     if alpha is not None and weights is not None:
-        raise ValueError("pass either alpha (two runs) or weights (any number), not both")
+        raise UserInputError("pass either alpha (two runs) or weights (any number), not both")
     if weights is None:
         if len(runs) != 2:
-            raise ValueError(
+            raise UserInputError(
                 f"alpha needs exactly two runs, got {len(runs)} ({list(runs)}); pass weights"
             )
         a = 0.5 if alpha is None else float(alpha)
         if not 0.0 <= a <= 1.0:
-            raise ValueError(f"alpha must lie in [0, 1], got {alpha!r}")
+            raise UserInputError(f"alpha must lie in [0, 1], got {alpha!r}")
         first, second = runs
         weights = {first: a, second: 1.0 - a}
     w = _weights(runs, weights)
@@ -118,11 +122,11 @@ def _weights(runs: Mapping[str, Run], weights: Mapping[str, float] | None) -> di
     weights = weights or {}
     unknown = sorted(set(weights) - set(runs))
     if unknown:
-        raise ValueError(f"weights name systems without a run: {unknown}; runs: {list(runs)}")
+        raise UserInputError(f"weights name systems without a run: {unknown}; runs: {list(runs)}")
     out = {s: float(weights.get(s, 1.0)) for s in runs}
     bad = {s: v for s, v in out.items() if not math.isfinite(v) or v < 0}
     if bad:
-        raise ValueError(f"weights must be finite and >= 0, got {bad}")
+        raise UserInputError(f"weights must be finite and >= 0, got {bad}")
     return out
 
 
@@ -134,7 +138,7 @@ def _tables(runs: Mapping[str, Run]) -> dict[str, dict[str, tuple[int, float]]]:
         for rank, (doc, score) in enumerate(run, 1):
             s = float(score)
             if not math.isfinite(s):
-                raise ValueError(f"run {system!r}: score of {doc!r} is not finite ({score!r})")
+                raise UserInputError(f"run {system!r}: score of {doc!r} is not finite ({score!r})")
             table.setdefault(str(doc), (rank, s))
         tables[system] = table
     return tables

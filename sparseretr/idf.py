@@ -11,6 +11,8 @@ from pathlib import Path
 
 import numpy as np
 
+from sparseretr.index.errors import UserInputError
+
 IDF_FILE = "idf.json"
 
 
@@ -43,9 +45,9 @@ def load_idf_json(path: Path, token_to_id: dict[str, int], vocab_size: int) -> n
     try:
         table = json.loads(Path(path).read_text())
     except (OSError, json.JSONDecodeError) as e:
-        raise ValueError(f"cannot read IDF table {path}: {e}") from e
+        raise UserInputError(f"cannot read IDF table {path}: {e}") from e
     if not isinstance(table, dict):
-        raise ValueError(f"{path} must hold a JSON object of token -> weight")
+        raise UserInputError(f"{path} must hold a JSON object of token -> weight")
     idf = np.zeros(vocab_size, dtype=np.float32)
     for tok, w in table.items():
         tid = token_to_id.get(tok)

@@ -12,6 +12,8 @@ from collections.abc import Iterable, Mapping, Sequence
 
 import numpy as np
 
+from sparseretr.index.errors import UserInputError
+
 logger = logging.getLogger(__name__)
 
 DEFAULT_K_VALUES: tuple[int, ...] = (1, 3, 5, 10, 100, 1000)
@@ -60,10 +62,10 @@ def evaluate(
     from beir.retrieval.evaluation import EvaluateRetrieval
 
     if not qrels:
-        raise ValueError("qrels is empty: nothing to evaluate")
+        raise UserInputError("qrels is empty: nothing to evaluate")
     ks = sorted({int(k) for k in k_values})
     if not ks or ks[0] < 1:
-        raise ValueError(f"k_values must be positive integers, got {list(k_values)}")
+        raise UserInputError(f"k_values must be positive integers, got {list(k_values)}")
 
     judged = {str(q): {str(d): int(s) for d, s in rels.items()} for q, rels in qrels.items()}
     run = prepare_results(judged, results, ignore_identical_ids)
@@ -85,9 +87,9 @@ def latency_summary(seconds: Sequence[float]) -> dict[str, float]:
     """
     values = np.asarray(seconds, dtype=np.float64)
     if values.size == 0:
-        raise ValueError("latency_summary needs at least one measurement")
+        raise UserInputError("latency_summary needs at least one measurement")
     if not np.all(np.isfinite(values)) or np.any(values < 0):
-        raise ValueError("latencies must be finite and non-negative")
+        raise UserInputError("latencies must be finite and non-negative")
     p50, p90, p99 = np.percentile(values, [50, 90, 99]) * 1000.0
     total = float(values.sum())
     return {

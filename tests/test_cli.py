@@ -245,3 +245,25 @@ def test_eval_sweep_prices_the_pruning_knobs(bm25_index: Path, tiny_beir: Path, 
     report = json.loads((out / "report.json").read_text())
     main_row = next(r for r in report["systems"] if not r["extra"].get("sweep"))
     assert main_row["extra"]["term_fraction"] == 0.5  # the knobs reach the plain rows too
+
+
+def test_a_bug_keeps_its_traceback_a_user_error_is_one_line(bm25_index: Path, monkeypatch, capsys):
+    """Only user errors (UserInputError and the like) become one line and exit 2; a plain
+    ValueError from inside the code is a bug and propagates with its traceback."""
+    from sparseretr.index.errors import UserInputError
+
+    import sparseretr.engine as engine_mod
+
+    def bug(*a, **k):
+        raise ValueError("an internal invariant broke")
+
+    monkeypatch.setattr(engine_mod.Engine, "open", classmethod(bug))
+    with pytest.raises(ValueError, match="internal invariant"):
+        main(["search", "--index", str(bm25_index), "cancer"])
+
+    def bad_input(*a, **k):
+        raise UserInputError("k must be an integer >= 1")
+
+    monkeypatch.setattr(engine_mod.Engine, "open", classmethod(bad_input))
+    assert main(["search", "--index", str(bm25_index), "cancer"]) == 2
+    assert capsys.readouterr().err.strip() == "sparseretr: error: k must be an integer >= 1"

@@ -24,6 +24,7 @@ import numpy as np
 
 from sparseretr.adapt.pseudo_queries import PseudoQuery, generate
 from sparseretr.corpus import corpus_file, doc_text, iter_corpus
+from sparseretr.index.errors import UserInputError
 from sparseretr.models import DEFAULT_DENSE, DEFAULT_SPLADE
 from sparseretr.training.config import TrainConfig, set_option
 from sparseretr.training.data import TrainingData
@@ -159,9 +160,9 @@ def read_corpus(path: str | Path) -> Corpus:
         titles.append(doc["title"])
         bodies.append(doc["text"])
     if len(ids) < 2:
-        raise ValueError(f"corpus {path} holds {len(ids)} document(s); adaptation needs 2+")
+        raise UserInputError(f"corpus {path} holds {len(ids)} document(s); adaptation needs 2+")
     if len(set(ids)) != len(ids):
-        raise ValueError(f"corpus {path} repeats document ids")
+        raise UserInputError(f"corpus {path} repeats document ids")
     return Corpus(ids, titles, bodies)
 
 
@@ -194,7 +195,7 @@ def adapt(o: AdaptOptions) -> dict[str, Any]:
     from sparseretr.training.trainer import Trainer
 
     if o.minutes <= 0:
-        raise ValueError(f"--minutes must be > 0, got {o.minutes}")
+        raise UserInputError(f"--minutes must be > 0, got {o.minutes}")
     t0 = time.perf_counter()
     phases: dict[str, float] = {}
     out = Path(o.out)

@@ -15,6 +15,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from sparseretr.index.errors import UserInputError
+
 GENERATORS = ("title", "sentence", "mix")
 
 # A sentence ends at . ! or ? followed by white space and an upper-case letter or a digit;
@@ -62,11 +64,11 @@ def generate(
     where both exist, so that both query shapes are learned; it falls back to whichever exists.
     """
     if kind not in GENERATORS:
-        raise ValueError(f"pseudo-query generator must be one of {GENERATORS}, got {kind!r}")
+        raise UserInputError(f"pseudo-query generator must be one of {GENERATORS}, got {kind!r}")
     if len(titles) != len(texts):
-        raise ValueError("titles and texts must have one entry per document")
+        raise UserInputError("titles and texts must have one entry per document")
     if n_queries < 1:
-        raise ValueError(f"n_queries must be >= 1, got {n_queries}")
+        raise UserInputError(f"n_queries must be >= 1, got {n_queries}")
     rng = np.random.default_rng(seed)
     out: list[PseudoQuery] = []
     for doc in rng.permutation(len(texts)):
@@ -84,7 +86,7 @@ def generate(
         pick = options[len(out) % len(options)] if kind == "mix" else options[0]
         out.append(PseudoQuery(text=pick[1], doc=int(doc), kind=pick[0]))
     if not out:
-        raise ValueError(
+        raise UserInputError(
             f"no pseudo-queries: no document has a title or a sentence of {min_words}+ words"
         )
     return out

@@ -40,6 +40,7 @@ from sparseretr.batch.workdir import (
 )
 from sparseretr.corpus import corpus_file, count_documents, doc_text, iter_corpus
 from sparseretr.encoders import SparseEncoder
+from sparseretr.index.errors import UserInputError
 from sparseretr.index.vectors import SparseVectors
 from sparseretr.indexing import BuildSummary, folder_bytes, write_index
 
@@ -116,9 +117,9 @@ def build_batch(
     t_start = time.perf_counter()
     o = options
     if isinstance(o.shard_size, bool) or o.shard_size < 1:
-        raise ValueError(f"--shard-size must be >= 1, got {o.shard_size}")
+        raise UserInputError(f"--shard-size must be >= 1, got {o.shard_size}")
     if o.workers is not None and o.workers < 1:
-        raise ValueError(f"--workers must be >= 1, got {o.workers}")
+        raise UserInputError(f"--workers must be >= 1, got {o.workers}")
     out = Path(out).absolute()
     cpath = corpus_file(corpus)
     key = work_key(cpath, encoder, o)
@@ -132,7 +133,7 @@ def build_batch(
     if o.limit is not None:
         n_docs = min(n_docs, max(o.limit, 0))
     if n_docs == 0:
-        raise ValueError(f"corpus {corpus} holds no documents")
+        raise UserInputError(f"corpus {corpus} holds no documents")
     n_shards = -(-n_docs // o.shard_size)
     phases["count"] = time.perf_counter() - t
 

@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from sparseretr.batch.encode import EncoderSpec, ShardDone, ShardEncoder
+from sparseretr.index.errors import UnavailableError
 
 INSTALL_HINT = "pip install 'sparseretr[ray]'  (Ray Data: ray[data])"
 
@@ -29,7 +30,8 @@ def require_ray() -> Any:
         import ray
         import ray.data  # noqa: F401 - the extra's other half (pyarrow, pandas)
     except ImportError as e:
-        raise RuntimeError(f"--ray needs Ray Data, which is not installed: {INSTALL_HINT}") from e
+        hint = f"--ray needs Ray Data, which is not installed: {INSTALL_HINT}"
+        raise UnavailableError(hint) from e
     return ray
 
 

@@ -23,6 +23,7 @@ from typing import Any
 
 import numpy as np
 
+from sparseretr.index.errors import UserInputError
 from sparseretr.index.format import fsync_dir
 from sparseretr.index.vectors import SparseVectors
 
@@ -34,7 +35,7 @@ _SHARD = re.compile(r"^shard-(\d{6,})\.npz$")
 _LOCK = ".lock"
 
 
-class WorkDirError(ValueError):
+class WorkDirError(UserInputError):
     """The work folder belongs to another build (settings or corpus changed) or is damaged."""
 
 

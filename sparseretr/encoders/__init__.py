@@ -9,6 +9,7 @@ from sparseretr.encoders.base import SparseEncoder
 from sparseretr.encoders.bm25 import BM25Encoder
 from sparseretr.encoders.inference_free import InferenceFreeEncoder
 from sparseretr.encoders.splade import SpladeEncoder
+from sparseretr.index.errors import UserInputError
 
 ENCODERS: dict[str, type[SparseEncoder]] = {
     SpladeEncoder.kind: SpladeEncoder,
@@ -19,7 +20,7 @@ ENCODERS: dict[str, type[SparseEncoder]] = {
 
 def _cls(kind: str) -> type[SparseEncoder]:
     if kind not in ENCODERS:
-        raise ValueError(f"unknown encoder kind {kind!r}; choose one of {sorted(ENCODERS)}")
+        raise UserInputError(f"unknown encoder kind {kind!r}; choose one of {sorted(ENCODERS)}")
     return ENCODERS[kind]
 
 

@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, get_type_hints
 
+from sparseretr.index.errors import UserInputError
+
 ENCODER_TYPES = ("inference-free", "siamese")
 
 
@@ -138,27 +140,33 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         if self.encoder not in ENCODER_TYPES:
-            raise ValueError(f"encoder must be one of {ENCODER_TYPES}, got {self.encoder!r}")
+            raise UserInputError(f"encoder must be one of {ENCODER_TYPES}, got {self.encoder!r}")
         if self.loss.query_weights not in ("idf", "uniform"):
-            raise ValueError(f"loss.query_weights: idf or uniform, got {self.loss.query_weights!r}")
+            raise UserInputError(
+                f"loss.query_weights: idf or uniform, got {self.loss.query_weights!r}"
+            )
         if self.optim.groups not in ("positive", "candidates"):
-            raise ValueError(f"optim.groups must be positive or candidates: {self.optim.groups!r}")
+            raise UserInputError(
+                f"optim.groups must be positive or candidates: {self.optim.groups!r}"
+            )
         if self.optim.groups == "candidates" and self.loss.contrastive:
-            raise ValueError(
+            raise UserInputError(
                 "optim.groups=candidates has no positive in a group for loss.contrastive; "
                 "distil with loss.kl or loss.margin_mse"
             )
         if self.eval.target not in ("labels", "teacher"):
-            raise ValueError(f"eval.target must be labels or teacher, got {self.eval.target!r}")
+            raise UserInputError(f"eval.target must be labels or teacher, got {self.eval.target!r}")
         if self.eval.pool not in ("candidates", "full"):
-            raise ValueError(f"eval.pool must be candidates or full, got {self.eval.pool!r}")
+            raise UserInputError(f"eval.pool must be candidates or full, got {self.eval.pool!r}")
         if self.optim.schedule not in ("linear", "constant"):
-            raise ValueError(f"optim.schedule must be linear or constant: {self.optim.schedule}")
+            raise UserInputError(
+                f"optim.schedule must be linear or constant: {self.optim.schedule}"
+            )
         for m in self.teachers.members:
             if m.kind not in ("dense", "bm25", "splade"):
-                raise ValueError(f"teacher kind must be dense, bm25 or splade, got {m.kind!r}")
+                raise UserInputError(f"teacher kind must be dense, bm25 or splade, got {m.kind!r}")
         if (self.loss.kl or self.loss.margin_mse) and not self.teachers.members:
-            raise ValueError("loss.kl / loss.margin_mse need at least one teacher member")
+            raise UserInputError("loss.kl / loss.margin_mse need at least one teacher member")
 
     @classmethod
     def from_dict(cls, raw: dict[str, Any]) -> TrainConfig:
@@ -170,12 +178,12 @@ class TrainConfig:
 
 def _build(cls: type, raw: Any, where: str) -> Any:
     if not isinstance(raw, dict):
-        raise ValueError(f"config section {where or '<root>'} must be a mapping, got {raw!r}")
+        raise UserInputError(f"config section {where or '<root>'} must be a mapping, got {raw!r}")
     hints = get_type_hints(cls)
     names = {f.name for f in dataclasses.fields(cls)}
     unknown = sorted(set(raw) - names)
     if unknown:
-        raise ValueError(f"unknown config key(s) in {where or '<root>'}: {', '.join(unknown)}")
+        raise UserInputError(f"unknown config key(s) in {where or '<root>'}: {', '.join(unknown)}")
     kwargs = {}
     for key, value in raw.items():
         hint = hints[key]
@@ -196,7 +204,7 @@ def _coerce(value: Any, hint: Any, path: str) -> Any:
         try:
             return float(value)
         except ValueError as e:
-            raise ValueError(f"config key {path} must be a number, got {value!r}") from e
+            raise UserInputError(f"config key {path} must be a number, got {value!r}") from e
     if isinstance(value, int) and not isinstance(value, bool) and float in kinds:
         return float(value)
     return value
@@ -208,7 +216,7 @@ def set_option(raw: dict[str, Any], assignment: str) -> None:
 
     key, sep, value = assignment.partition("=")
     if not sep:
-        raise ValueError(f"--set expects KEY=VALUE, got {assignment!r}")
+        raise UserInputError(f"--set expects KEY=VALUE, got {assignment!r}")
     *parents, leaf = key.strip().split(".")
     node = raw
     for p in parents:
@@ -243,7 +251,7 @@ def read_with_extends(path: str | Path, _seen: tuple[Path, ...] = ()) -> dict[st
     what they change. Mappings merge key by key; lists and scalars replace."""
     p = Path(path).resolve()
     if p in _seen:
-        raise ValueError(f"config {p} extends itself")
+        raise UserInputError(f"config {p} extends itself")
     raw = read_config_file(p)
     base = raw.pop("extends", None)
     if base is None:

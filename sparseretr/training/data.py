@@ -11,6 +11,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from sparseretr.corpus import doc_text
+from sparseretr.index.errors import UserInputError
 from sparseretr.training.config import DataConfig
 
 
@@ -46,14 +47,16 @@ def load_training_data(cfg: DataConfig, seed: int) -> TrainingData:
     ]
     keep = np.array([i for i, p in enumerate(positives) if p.size], dtype=np.int64)
     if keep.size < 2:
-        raise ValueError(f"{cfg.path} split {cfg.split!r} has fewer than 2 queries with positives")
+        raise UserInputError(
+            f"{cfg.path} split {cfg.split!r} has fewer than 2 queries with positives"
+        )
     n_held = (
         cfg.heldout_queries
         if cfg.heldout_queries is not None
         else int(round(cfg.heldout_fraction * keep.size))
     )
     if not 0 <= n_held < keep.size:
-        raise ValueError(f"held-out size {n_held} leaves no training queries of {keep.size}")
+        raise UserInputError(f"held-out size {n_held} leaves no training queries of {keep.size}")
     perm = np.random.default_rng(seed).permutation(keep)
     return TrainingData(
         doc_ids=doc_ids,
@@ -101,9 +104,11 @@ class BatchSampler:
         groups: str = "positive",
     ) -> None:
         if batch_size < 1 or negatives < 0:
-            raise ValueError(f"batch_size >= 1 and negatives >= 0, got {batch_size}, {negatives}")
+            raise UserInputError(
+                f"batch_size >= 1 and negatives >= 0, got {batch_size}, {negatives}"
+            )
         if groups not in GROUPS:
-            raise ValueError(f"groups must be one of {GROUPS}, got {groups!r}")
+            raise UserInputError(f"groups must be one of {GROUPS}, got {groups!r}")
         self.groups = groups
         self.data = data
         self.batch_size = min(batch_size, data.train.size)

@@ -21,6 +21,7 @@ from typing import Any
 
 import numpy as np
 
+from sparseretr.index.errors import UserInputError
 from sparseretr.training.config import TeacherConfig, TeacherMember
 from sparseretr.training.data import TrainingData
 
@@ -138,7 +139,7 @@ class TeacherCache:
         """Weighted mean of per-query min-max normalized teacher scores, times scale."""
         total = sum(weights.values())
         if total <= 0:
-            raise ValueError(f"teacher weights must sum to > 0, got {weights}")
+            raise UserInputError(f"teacher weights must sum to > 0, got {weights}")
         mix = sum(w * minmax(self.scores[k][q]) for k, w in weights.items())
         return (scale / total) * np.asarray(mix, dtype=np.float32)
 
@@ -146,7 +147,7 @@ class TeacherCache:
         """(q, doc rows) -> target logits; a document outside the candidates gets the minimum."""
         missing = sorted(set(weights) - set(self.scores))
         if missing:
-            raise ValueError(f"teacher cache has no scores for {missing}; rebuild it")
+            raise UserInputError(f"teacher cache has no scores for {missing}; rebuild it")
         tables: dict[int, dict[int, float]] = {}
 
         def lookup(q: int, docs: np.ndarray) -> np.ndarray:
@@ -216,10 +217,10 @@ def build_teacher_cache(data: TrainingData, cfg: TeacherConfig, path: Path) -> T
     """Mine candidates for every query of the split (train and held-out) and score them."""
     kinds = [m.kind for m in cfg.members]
     if len(set(kinds)) != len(kinds):
-        raise ValueError(f"one teacher member per kind, got {kinds}")
+        raise UserInputError(f"one teacher member per kind, got {kinds}")
     unknown = sorted(set(cfg.miners) - set(SCORERS))
     if unknown:
-        raise ValueError(f"unknown miner(s) {unknown}; choose from {sorted(SCORERS)}")
+        raise UserInputError(f"unknown miner(s) {unknown}; choose from {sorted(SCORERS)}")
     members = {m.kind: m for m in cfg.members}
     for kind in cfg.miners:
         members.setdefault(kind, TeacherMember(kind))

@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from sparseretr.index.errors import UserInputError
 from sparseretr.vector_files import anserini, opensearch
 from sparseretr.vector_files.rows import VectorRow, to_sparse
 
@@ -33,7 +34,7 @@ def detect(path: Path) -> str:
                 try:
                     rec = json.loads(line)
                 except json.JSONDecodeError as e:
-                    raise ValueError(f"{path}: first line is not valid JSON ({e.msg})") from e
+                    raise UserInputError(f"{path}: first line is not valid JSON ({e.msg})") from e
                 if (
                     isinstance(rec, dict)
                     and len(rec) == 1
@@ -43,7 +44,7 @@ def detect(path: Path) -> str:
                 if isinstance(rec, dict) and "vector" in rec:
                     return "anserini"
                 break
-    raise ValueError(
+    raise UserInputError(
         f'{path}: neither a JsonVectorCollection (lines with "vector") nor an OpenSearch bulk '
         "file (action lines)"
     )
@@ -87,7 +88,7 @@ def export_index(
     from sparseretr.index.segments import Snapshot
 
     if fmt not in FORMATS:
-        raise ValueError(f"--format must be one of {FORMATS}, got {fmt!r}")
+        raise UserInputError(f"--format must be one of {FORMATS}, got {fmt!r}")
     out = Path(out)
     if out.exists() and any(out.iterdir()):
         raise FileExistsError(f"{out} exists and is not empty")
@@ -148,15 +149,15 @@ def build_from_vectors(
         raise FileExistsError(f"{out} already exists; pass --overwrite to replace it")
     rows = list(read_vectors(vectors))
     if not rows:
-        raise ValueError(f"{vectors} holds no documents")
+        raise UserInputError(f"{vectors} holds no documents")
     ids = [r.id for r in rows]
     if len(set(ids)) != len(ids):
-        raise ValueError(f"{vectors} repeats document ids")
+        raise UserInputError(f"{vectors} repeats document ids")
     texts = [f"{r.title} {r.text}".strip() for r in rows]
     if (with_bm25 or dense_model) and not any(texts):
-        raise ValueError(f"{vectors} has no document texts for --with-bm25 / --dense")
+        raise UserInputError(f"{vectors} has no document texts for --with-bm25 / --dense")
     if getattr(encoder, "idf", 0) is None and not any(texts):
-        raise ValueError(
+        raise UserInputError(
             f"{vectors} has no document texts to fit the query IDF on, and the model ships no "
             "idf.json"
         )

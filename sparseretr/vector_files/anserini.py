@@ -8,6 +8,7 @@ import json
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
+from sparseretr.index.errors import UserInputError
 from sparseretr.vector_files.rows import VectorRow
 
 SHARD_DOCS = 100_000  # documents per docs-NNNNN.jsonl file
@@ -38,7 +39,7 @@ def read(path: Path) -> Iterator[VectorRow]:
     """Rows of one .jsonl file, or of every *.jsonl file of a folder (sorted by name)."""
     files = sorted(path.glob("*.jsonl")) if path.is_dir() else [path]
     if not files:
-        raise ValueError(f"{path} holds no .jsonl files")
+        raise UserInputError(f"{path} holds no .jsonl files")
     for file in files:
         with file.open(encoding="utf-8") as f:
             for n, line in enumerate(f, 1):
@@ -47,13 +48,13 @@ def read(path: Path) -> Iterator[VectorRow]:
                 try:
                     rec = json.loads(line)
                 except json.JSONDecodeError as e:
-                    raise ValueError(f"{file}:{n}: not valid JSON ({e.msg})") from e
+                    raise UserInputError(f"{file}:{n}: not valid JSON ({e.msg})") from e
                 if (
                     not isinstance(rec, dict)
                     or "id" not in rec
                     or not isinstance(rec.get("vector"), dict)
                 ):
-                    raise ValueError(
+                    raise UserInputError(
                         f'{file}:{n}: expected {{"id", "contents", "vector": {{token: weight}}}}'
                     )
                 yield VectorRow(

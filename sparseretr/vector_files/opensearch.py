@@ -11,6 +11,7 @@ import json
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
+from sparseretr.index.errors import UserInputError
 from sparseretr.vector_files.rows import VectorRow
 
 FIELD = "sparse_embedding"
@@ -63,20 +64,20 @@ def read(path: Path, field: str = FIELD) -> Iterator[VectorRow]:
             try:
                 rec = json.loads(line)
             except json.JSONDecodeError as e:
-                raise ValueError(f"{path}:{n}: not valid JSON ({e.msg})") from e
+                raise UserInputError(f"{path}:{n}: not valid JSON ({e.msg})") from e
             if not isinstance(rec, dict):
-                raise ValueError(f"{path}:{n}: each line must be a JSON object")
+                raise UserInputError(f"{path}:{n}: each line must be a JSON object")
             if action is None and len(rec) == 1 and next(iter(rec)) in ACTIONS:
                 action = rec[next(iter(rec))] or {}
                 continue
             if action is None:
-                raise ValueError(
+                raise UserInputError(
                     f"{path}:{n}: expected a bulk action line ({' or '.join(ACTIONS)})"
                 )
             doc_id = action.get("_id", rec.get("id"))
             vector = rec.get(field)
             if doc_id is None or not isinstance(vector, dict):
-                raise ValueError(f"{path}:{n}: document needs an _id and a {field!r} object")
+                raise UserInputError(f"{path}:{n}: document needs an _id and a {field!r} object")
             yield VectorRow(
                 id=str(doc_id), vector=vector, title=str(rec.get("title") or ""),
                 text=str(rec.get("text") or ""),

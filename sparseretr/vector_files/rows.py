@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from sparseretr.index.errors import UserInputError
 from sparseretr.index.vectors import SparseVectors
 
 
@@ -36,7 +37,7 @@ def to_sparse(
                 unknown.setdefault(token, row.id)
                 continue
             if not (isinstance(w, int | float) and np.isfinite(w)) or isinstance(w, bool):
-                raise ValueError(f"{where}: document {row.id!r}: weight of {token!r} is {w!r}")
+                raise UserInputError(f"{where}: document {row.id!r}: weight of {token!r} is {w!r}")
             if w > 0:
                 ids.append(tid)
                 weights.append(float(w))
@@ -44,7 +45,7 @@ def to_sparse(
         out.append((np.asarray(ids, np.int32)[order], np.asarray(weights, np.float32)[order]))
     if unknown:
         sample = ", ".join(f"{t!r} (doc {d!r})" for t, d in list(unknown.items())[:5])
-        raise ValueError(
+        raise UserInputError(
             f"{where}: {len(unknown)} token(s) are not in the encoder's vocabulary, e.g. {sample};"
             " pass the --model whose tokenizer wrote these vectors"
         )
