@@ -94,33 +94,17 @@ def evaluate_system(
     )
 
 
-def _engine_rows(
-    path: str,
-    data: Any,
-    *,
-    label: str | None,
-    modes: Sequence[str],
-    fusions: Sequence[str],
-    k: int,
-    timing: str,
-    check_exact: bool,
-    options: dict[str, Any],
-    knobs: dict[str, float] | None = None,
-    sweep: Sequence[tuple[float, float]] = (),
-) -> list[SystemResult]:
-    """Every requested mode of one index, through the same Engine the HTTP service uses.
-
-    knobs (prune_alpha, term_fraction) apply to the sparse, bm25 and hybrid rows; each sweep
-    point (prune_alpha, term_fraction) adds a sparse row marked extra["sweep"]."""
+def _engine_rows(path: str, data: Any, **options: Any) -> list[SystemResult]:
+    """Every requested mode of one index, through the same Engine the HTTP service uses
+    (options: see _mode_rows)."""
     from sparseretr.engine import Engine
 
+    modes = options["modes"]
     engine = Engine.open(
         path, dense=any(m in ("dense", "hybrid") for m in modes), bm25="bm25" in modes
     )
     try:
-        return _mode_rows(engine, path, data, label=label, modes=modes, fusions=fusions, k=k,
-                          timing=timing, check_exact=check_exact, options=options,
-                          knobs=knobs or {}, sweep=sweep)  # fmt: skip
+        return _mode_rows(engine, path, data, **options)
     finally:
         engine.close()
 
@@ -137,9 +121,12 @@ def _mode_rows(
     timing: str,
     check_exact: bool,
     options: dict[str, Any],
-    knobs: dict[str, float],
-    sweep: Sequence[tuple[float, float]],
+    knobs: dict[str, float] | None = None,
+    sweep: Sequence[tuple[float, float]] = (),
 ) -> list[SystemResult]:
+    """knobs (prune_alpha, term_fraction) apply to the sparse, bm25 and hybrid rows; each sweep
+    point (prune_alpha, term_fraction) adds a sparse row marked extra["sweep"]."""
+    knobs = knobs or {}
     manifest = engine.manifest
     base = {
         "index": str(path),
