@@ -94,9 +94,10 @@ def test_dockerfile(dockerfile: str) -> None:
 
 
 def test_dockerfile_copies_every_package(dockerfile: str) -> None:
-    pyproject = (ROOT / "pyproject.toml").read_text()
-    include = re.search(r'include = \[([^\]]*)\]', pyproject)
-    assert include is not None
-    for pkg in re.findall(r'"(\w+)\*"', include.group(1)):
-        if (ROOT / pkg).is_dir():
-            assert re.search(rf"^COPY {pkg} \./{pkg}$", dockerfile, re.M), pkg
+    import tomllib
+
+    mapping = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]
+    folders = set(mapping["package-dir"].values())
+    assert folders == {"sparseretr", "index", "kernels", "service", "eval"}
+    for folder in folders:
+        assert re.search(rf"^COPY {folder} \./{folder}$", dockerfile, re.M), folder
