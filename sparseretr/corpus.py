@@ -47,9 +47,9 @@ def count_documents(path: str | Path) -> int:
         return sum(1 for line in f if line.strip())
 
 
-def iter_corpus(path: str | Path) -> Iterator[dict[str, Any]]:
-    """Yield {"id", "title", "text", "metadata"} per line; `_id` (BEIR) or `id` names the doc."""
-    p = corpus_file(path)
+def json_lines(p: Path) -> Iterator[tuple[int, dict[str, Any]]]:
+    """(line number, object) for each non-blank line of a JSON-lines file (.gz too); a line
+    that is not a JSON object is an error naming the file and the line."""
     with _open_text(p) as f:
         for n, line in enumerate(f, 1):
             if not line.strip():
@@ -60,12 +60,19 @@ def iter_corpus(path: str | Path) -> Iterator[dict[str, Any]]:
                 raise CorpusError(f"{p}:{n}: not valid JSON ({e.msg})") from e
             if not isinstance(rec, dict):
                 raise CorpusError(f"{p}:{n}: each line must be a JSON object")
-            doc_id = rec.get("_id", rec.get("id"))
-            if doc_id is None or str(doc_id) == "":
-                raise CorpusError(f"{p}:{n}: document has no '_id' or 'id'")
-            yield {
-                "id": str(doc_id),
-                "title": str(rec.get("title") or ""),
-                "text": str(rec.get("text") or ""),
-                "metadata": rec.get("metadata") or {},
-            }
+            yield n, rec
+
+
+def iter_corpus(path: str | Path) -> Iterator[dict[str, Any]]:
+    """Yield {"id", "title", "text", "metadata"} per line; `_id` (BEIR) or `id` names the doc."""
+    p = corpus_file(path)
+    for n, rec in json_lines(p):
+        doc_id = rec.get("_id", rec.get("id"))
+        if doc_id is None or str(doc_id) == "":
+            raise CorpusError(f"{p}:{n}: document has no '_id' or 'id'")
+        yield {
+            "id": str(doc_id),
+            "title": str(rec.get("title") or ""),
+            "text": str(rec.get("text") or ""),
+            "metadata": rec.get("metadata") or {},
+        }

@@ -8,6 +8,7 @@ import json
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
+from sparseretr.corpus import json_lines
 from sparseretr.index.errors import UserInputError
 from sparseretr.vector_files.rows import VectorRow
 
@@ -41,22 +42,10 @@ def read(path: Path) -> Iterator[VectorRow]:
     if not files:
         raise UserInputError(f"{path} holds no .jsonl files")
     for file in files:
-        with file.open(encoding="utf-8") as f:
-            for n, line in enumerate(f, 1):
-                if not line.strip():
-                    continue
-                try:
-                    rec = json.loads(line)
-                except json.JSONDecodeError as e:
-                    raise UserInputError(f"{file}:{n}: not valid JSON ({e.msg})") from e
-                if (
-                    not isinstance(rec, dict)
-                    or "id" not in rec
-                    or not isinstance(rec.get("vector"), dict)
-                ):
-                    raise UserInputError(
-                        f'{file}:{n}: expected {{"id", "contents", "vector": {{token: weight}}}}'
-                    )
-                yield VectorRow(
-                    id=str(rec["id"]), vector=rec["vector"], text=str(rec.get("contents") or "")
+        for n, rec in json_lines(file):
+            if "id" not in rec or not isinstance(rec.get("vector"), dict):
+                raise UserInputError(
+                    f'{file}:{n}: expected {{"id", "contents", "vector": {{token: weight}}}}'
                 )
+            text = str(rec.get("contents") or "")
+            yield VectorRow(id=str(rec["id"]), vector=rec["vector"], text=text)

@@ -11,6 +11,7 @@ import json
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
+from sparseretr.corpus import json_lines
 from sparseretr.index.errors import UserInputError
 from sparseretr.vector_files.rows import VectorRow
 
@@ -56,30 +57,20 @@ def write(
 
 def read(path: Path, field: str = FIELD) -> Iterator[VectorRow]:
     """Documents of a bulk NDJSON file (action line, then source line); `_id` names each."""
-    with path.open(encoding="utf-8") as f:
-        action: dict | None = None
-        for n, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                rec = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise UserInputError(f"{path}:{n}: not valid JSON ({e.msg})") from e
-            if not isinstance(rec, dict):
-                raise UserInputError(f"{path}:{n}: each line must be a JSON object")
-            if action is None and len(rec) == 1 and next(iter(rec)) in ACTIONS:
-                action = rec[next(iter(rec))] or {}
-                continue
-            if action is None:
-                raise UserInputError(
-                    f"{path}:{n}: expected a bulk action line ({' or '.join(ACTIONS)})"
-                )
-            doc_id = action.get("_id", rec.get("id"))
-            vector = rec.get(field)
-            if doc_id is None or not isinstance(vector, dict):
-                raise UserInputError(f"{path}:{n}: document needs an _id and a {field!r} object")
-            yield VectorRow(
-                id=str(doc_id), vector=vector, title=str(rec.get("title") or ""),
-                text=str(rec.get("text") or ""),
-            )  # fmt: skip
-            action = None
+    action: dict | None = None
+    for n, rec in json_lines(path):
+        if action is None and len(rec) == 1 and next(iter(rec)) in ACTIONS:
+            action = rec[next(iter(rec))] or {}
+            continue
+        if action is None:
+            kinds = " or ".join(ACTIONS)
+            raise UserInputError(f"{path}:{n}: expected a bulk action line ({kinds})")
+        doc_id = action.get("_id", rec.get("id"))
+        vector = rec.get(field)
+        if doc_id is None or not isinstance(vector, dict):
+            raise UserInputError(f"{path}:{n}: document needs an _id and a {field!r} object")
+        yield VectorRow(
+            id=str(doc_id), vector=vector, title=str(rec.get("title") or ""),
+            text=str(rec.get("text") or ""),
+        )  # fmt: skip
+        action = None
