@@ -15,10 +15,9 @@ import numpy as np
 def sparse_cost(engine: Any, q: Any) -> dict[str, float]:
     """Non-zeros per document (every stored posting, deleted docs included) and per query, and
     FLOPS of these queries (SparseVectors from engine.encode) against the whole index."""
-    segments = engine.snapshot.segments
-    df = sum(np.diff(np.asarray(s.sparse.block_postings["term_ptr"])) for s in segments)
-    n_docs = max(1, sum(s.n_docs for s in segments))
-    p_q = np.bincount(q.indices, minlength=q.vocab_size) / max(1, len(q))
+    df, n_docs = engine.snapshot.doc_freqs("sparse")
+    n_docs = max(1, n_docs)
+    p_q = np.bincount(q.indices, minlength=df.size)[: df.size] / max(1, len(q))
     return {
         "nnz_per_doc": float(df.sum() / n_docs),
         "nnz_per_query": q.nnz / max(1, len(q)),

@@ -112,7 +112,10 @@ def write_commit(root: Path, commit: dict[str, Any]) -> Path:
 
 
 def new_commit(gen: int, segments: list[dict[str, Any]], next_segment: int, wal_seq: int,
-               scales: dict[str, float | None]) -> dict[str, Any]:  # fmt: skip
+               scales: dict[str, float | None],
+               vocab: dict[str, Vocab] | None = None) -> dict[str, Any]:  # fmt: skip
+    """vocab: per side whose vocabulary live writes grow (BM25's), the first build's size and
+    the words appended since, in id order (see IndexWriter.upsert)."""
     return {
         "format": SEGMENTS_FORMAT,
         "format_version": SEGMENTS_VERSION,
@@ -122,7 +125,23 @@ def new_commit(gen: int, segments: list[dict[str, Any]], next_segment: int, wal_
         "next_segment": next_segment,
         "wal_seq": wal_seq,
         "scales": scales,
+        "vocab": {k: {"base": v.base, "added": list(v.added)} for k, v in (vocab or {}).items()},
     }
+
+
+@dataclass(frozen=True)
+class Vocab:
+    """A side's term ids: [0, base) from the first build's encoder, then `added` in order."""
+
+    base: int
+    added: tuple[str, ...] = ()
+
+    @property
+    def size(self) -> int:
+        return self.base + len(self.added)
+
+    def grown(self, words: Sequence[str]) -> Vocab:
+        return Vocab(self.base, (*self.added, *words))
 
 
 @dataclass(frozen=True)
@@ -230,6 +249,7 @@ class Snapshot:
         self.segments = tuple(segments)
         self.commit = commit
         self.generation = int(commit["generation"]) if commit else 0
+        self._cache: dict[str, Any] = {}  # derived, per snapshot (immutable, so never stale)
 
     @classmethod
     def open(cls, path: str | Path, *, dense: bool = True) -> Snapshot:
@@ -266,13 +286,40 @@ class Snapshot:
             return bool(self.segments) and all(s.bm25 is not None for s in self.segments)
         return True
 
+    def vocab(self, side: str) -> Vocab:
+        """A side's vocabulary as of this commit: the first build's size and the words live
+        writes appended since (their ids follow on); the side's encoder extends itself with
+        them at open. Commits from before vocabularies grew: the segments' own size."""
+        entry = ((self.commit or {}).get("vocab") or {}).get(side)
+        if entry is not None:
+            return Vocab(int(entry["base"]), tuple(entry["added"]))
+        sizes = [seg.side(side).vocab_size for seg in self.segments]
+        return Vocab(max(sizes, default=0), ())
+
+    def doc_freqs(self, side: str) -> tuple[np.ndarray, int]:
+        """(documents holding each term id, documents) over every segment, deleted documents
+        included until a merge drops them, as Lucene counts: the statistics a side whose
+        weights depend on the collection (BM25's IDF) reads at query time."""
+        key = f"df:{side}"
+        got = self._cache.get(key)
+        if got is None:
+            idx = [seg.side(side) for seg in self.segments]
+            df = np.zeros(max((i.vocab_size for i in idx), default=0), dtype=np.int64)
+            for i in idx:
+                df[: i.vocab_size] += i.doc_freqs()
+            got = self._cache[key] = (df, sum(i.n_docs for i in idx))
+        return got
+
     # ---------------------------------------------------------------- search
     def search(self, side: str, queries: SparseVectors, k: int, **knobs: Any) -> list[list[SegHit]]:
-        """Exact top-k of the live documents per query (side "sparse" or "bm25")."""
+        """Exact top-k of the live documents per query (side "sparse" or "bm25"). Segments
+        written before a live write grew the vocabulary skip the words they cannot hold."""
         runs = []
         for si, seg in enumerate(self.segments):
             dead = seg.dead if seg.n_deleted else None
-            ids, scores = seg.side(side).search(queries, k, dead=dead, **knobs)
+            index = seg.side(side)
+            q = queries.below(index.vocab_size)
+            ids, scores = index.search(q, k, dead=dead, **knobs)
             runs.append((si, ids, scores))
         return self._merge(runs, len(queries), k)
 
@@ -281,7 +328,8 @@ class Snapshot:
         runs = []
         for si, seg in enumerate(self.segments):
             dead = seg.dead if seg.n_deleted else None
-            ids, scores = seg.side(side).brute_force(queries, k, dead=dead)
+            index = seg.side(side)
+            ids, scores = index.brute_force(queries.below(index.vocab_size), k, dead=dead)
             runs.append((si, ids, scores))
         return self._merge(runs, len(queries), k)
 

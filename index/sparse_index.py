@@ -45,6 +45,9 @@ from sparseretr.index.postings import (
 )
 from sparseretr.index.vectors import SparseVectors
 from sparseretr.kernels import (
+    Postings,
+    Queries,
+    Workspace,
     dense_terms,
     pruned_table_size,
     search_exhaustive,
@@ -115,6 +118,7 @@ class SparseIndex:
         self._decoded: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
         self._decode_lock = threading.Lock()
         self._dense: tuple[np.ndarray, ...] | None = None
+        self._kernel_postings: Postings | None = None
 
     # ------------------------------------------------------------------ open
     @classmethod
@@ -173,6 +177,10 @@ class SparseIndex:
     def manifest(self) -> dict[str, Any]:
         return self._manifest
 
+    def doc_freqs(self) -> np.ndarray:
+        """Documents holding each term id (its posting count), int64[vocab_size]."""
+        return np.diff(np.asarray(self._term_ptr, dtype=np.int64))
+
     @property
     def encoder_config(self) -> dict:
         return self._manifest["encoder_config"]
@@ -195,19 +203,16 @@ class SparseIndex:
         return self._docstore
 
     @property
-    def block_postings(self) -> dict[str, np.ndarray | int]:
-        """The raw v2 arrays (read-only) as the kernels take them; for benchmarks and tests."""
-        return {
-            "term_ptr": self._term_ptr,
-            "block_ptr": self._block_ptr,
-            "block_rows": self._block_rows,
-            "post_docs": self._post_docs,
-            "post_impacts": self._post_impacts,
-            "doc_order": self._doc_order,
-            "term_kth": self._term_kth,
-            "dense": self._dense_terms(),
-            "block_size": self._block_size,
-        }
+    def kernel_postings(self) -> Postings:
+        """This index as the kernels take it (read-only arrays; the terms decoded ahead are
+        built on first use); for the search path, benchmarks and tests alike."""
+        if self._kernel_postings is None:
+            self._kernel_postings = Postings(
+                self._term_ptr, self._block_ptr, self._block_rows, self._post_docs,
+                self._post_impacts, self._doc_order, self._term_kth, *self._dense_terms(),
+                self._block_size,
+            )  # fmt: skip
+        return self._kernel_postings
 
     @property
     def postings(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -314,36 +319,24 @@ class SparseIndex:
         kk = min(k, self.n_docs)  # never allocate more result slots than docs
         if nq == 0 or kk == 0:
             return ids, scores
-        q_ptr = np.ascontiguousarray(queries.indptr, dtype=np.int64)
-        q_terms = np.ascontiguousarray(queries.indices, dtype=np.int32)
-        q_weights = np.ascontiguousarray(queries.data, dtype=np.float32)
-        idx = (
-            self._term_ptr, self._block_ptr, self._block_rows, self._post_docs,
-            self._post_impacts, self._doc_order, dead,
-        )  # fmt: skip
-        bs = self._block_size
+        q = _kernel_queries(queries)
+        p = self.kernel_postings
         if nq == 1 and method == "pruned":
-            d, s, _ = search_pruned(
-                q_ptr, q_terms, q_weights, *idx, self._term_kth, self._dense_terms(), bs, kk,
-                alpha, term_fraction, *(a[0] for a in self._workspace(1, int(q_terms.size))),
-            )  # fmt: skip
+            work = Workspace(*(a[0] for a in self._workspace(1, int(q.terms.size))))
+            d, s, _ = search_pruned(q, p, dead, kk, alpha, term_fraction, work)
         elif nq == 1:
-            acc, touched = (a[0] for a in self._workspace(1, 0)[4:])
-            d, s = search_exhaustive(q_ptr, q_terms, q_weights, *idx, bs, kk, acc, touched)
+            work = Workspace(*(a[0] for a in self._workspace(1, 0)))
+            d, s = search_exhaustive(q, p, dead, kk, work.acc, work.touched)
         else:
             with _BATCH_LOCK:
                 workers = min(nq, numba.get_num_threads())
                 if method == "pruned":
-                    n_terms = int(np.diff(q_ptr).max())
-                    d, s, _ = search_pruned_parallel(
-                        q_ptr, q_terms, q_weights, *idx, self._term_kth, self._dense_terms(), bs,
-                        kk, alpha, term_fraction, *self._workspace(workers, n_terms),
-                    )  # fmt: skip
+                    n_terms = int(np.diff(q.indptr).max())
+                    work = Workspace(*self._workspace(workers, n_terms))
+                    d, s, _ = search_pruned_parallel(q, p, dead, kk, alpha, term_fraction, work)
                 else:
-                    acc, touched = self._workspace(workers, 0)[4:]
-                    d, s = search_exhaustive_parallel(
-                        q_ptr, q_terms, q_weights, *idx, bs, kk, acc, touched
-                    )
+                    work = Workspace(*self._workspace(workers, 0))
+                    d, s = search_exhaustive_parallel(q, p, dead, kk, work.acc, work.touched)
         ids[:, :kk] = d
         scores[:, :kk] = s
         scores *= np.float32(self._scale)
@@ -362,15 +355,9 @@ class SparseIndex:
         alpha, term_fraction = _check_knobs("pruned", alpha, term_fraction)
         if len(queries) == 0 or self.n_docs == 0:
             return np.zeros((len(queries), 3), dtype=np.int64)
-        terms = np.ascontiguousarray(queries.indices, dtype=np.int32)
-        ws = [a[0] for a in self._workspace(1, int(np.diff(queries.indptr).max()))]
-        _, _, stats = search_pruned(
-            np.ascontiguousarray(queries.indptr, dtype=np.int64), terms,
-            np.ascontiguousarray(queries.data, dtype=np.float32), self._term_ptr,
-            self._block_ptr, self._block_rows, self._post_docs, self._post_impacts,
-            self._doc_order, _NO_DEAD, self._term_kth, self._dense_terms(), self._block_size,
-            min(k, self.n_docs), alpha, term_fraction, *ws,
-        )  # fmt: skip
+        work = Workspace(*(a[0] for a in self._workspace(1, int(np.diff(queries.indptr).max()))))
+        q, p = _kernel_queries(queries), self.kernel_postings
+        _, _, stats = search_pruned(q, p, _NO_DEAD, min(k, self.n_docs), alpha, term_fraction, work)
         return stats
 
     def _workspace(self, rows: int, n_terms: int) -> tuple[np.ndarray, ...]:
@@ -532,3 +519,11 @@ def _verify_postings(root: Path, arrays: dict[str, np.ndarray], bsize: int, n: i
     )  # fmt: skip
     if not ok:
         raise CorruptIndexError(f"{root}: postings hold out-of-range values; {REBUILD_HINT}")
+
+
+def _kernel_queries(queries: SparseVectors) -> Queries:
+    return Queries(
+        np.ascontiguousarray(queries.indptr, dtype=np.int64),
+        np.ascontiguousarray(queries.indices, dtype=np.int32),
+        np.ascontiguousarray(queries.data, dtype=np.float32),
+    )

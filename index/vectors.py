@@ -52,6 +52,23 @@ class SparseVectors:
             {int(t): float(w) for t, w in zip(*self.row(i), strict=True)} for i in range(len(self))
         ]
 
+    def below(self, vocab_size: int) -> SparseVectors:
+        """These rows without term ids >= vocab_size, over that vocabulary (a segment written
+        before its side's vocabulary grew holds none of the newer words)."""
+        if vocab_size >= self.vocab_size:
+            return self
+        keep = self.indices < vocab_size
+        indptr = np.concatenate([[0], np.cumsum(keep)])[self.indptr]
+        return SparseVectors(
+            indptr.astype(np.int64), self.indices[keep], self.data[keep], vocab_size
+        )
+
+    def widened(self, vocab_size: int) -> SparseVectors:
+        """The same rows over a larger vocabulary (one that grew: older ids keep their place)."""
+        if vocab_size < self.vocab_size:
+            raise ValueError(f"cannot widen a {self.vocab_size}-term vocabulary to {vocab_size}")
+        return SparseVectors(self.indptr, self.indices, self.data, vocab_size)
+
     def slice(self, rows: Sequence[int] | np.ndarray) -> SparseVectors:
         return SparseVectors.from_scipy(self.to_scipy()[np.asarray(rows)], self.vocab_size)
 
@@ -87,6 +104,17 @@ class SparseVectors:
 
     @classmethod
     def concat(cls, parts: Sequence[SparseVectors]) -> SparseVectors:
+        """Rows of every part in order, over the largest part's vocabulary (a vocabulary
+        that grew keeps its older ids, so smaller ones are a prefix of it)."""
         if not parts:
             raise ValueError("nothing to concatenate")
-        return cls.from_scipy(sp.vstack([p.to_scipy() for p in parts]), parts[0].vocab_size)
+        offsets = np.cumsum([0] + [p.nnz for p in parts[:-1]])
+        indptr = np.concatenate(
+            [[0]] + [p.indptr[1:].astype(np.int64) + o for p, o in zip(parts, offsets, strict=True)]
+        )
+        return cls(
+            indptr.astype(np.int64),
+            np.concatenate([p.indices for p in parts]).astype(np.int32, copy=False),
+            np.concatenate([p.data for p in parts]).astype(np.float32, copy=False),
+            max(p.vocab_size for p in parts),
+        )

@@ -41,6 +41,7 @@ class Record:
     sparse: SparseVectors | None = None
     bm25: SparseVectors | None = None
     dense: np.ndarray | None = None
+    new_terms: dict[str, list[str]] | None = None  # per side, words used first (ids follow on)
 
 
 def _bytes(obj: Any) -> np.ndarray:
@@ -50,7 +51,9 @@ def _bytes(obj: Any) -> np.ndarray:
 def write_record(folder: Path, rec: Record) -> Path:
     """Durably add a record (returns once it is fsynced and renamed into place)."""
     arrays: dict[str, np.ndarray] = {
-        "meta": _bytes({"op": rec.op, "ids": rec.ids, "docs": rec.docs}),
+        "meta": _bytes(
+            {"op": rec.op, "ids": rec.ids, "docs": rec.docs, "new_terms": rec.new_terms}
+        ),
     }
     for side in SPARSE_SIDES:
         v = getattr(rec, side)
@@ -93,7 +96,7 @@ def read_record(path: Path) -> Record:
         ) from e
     return Record(
         int(m.group(1)), meta["op"], list(meta["ids"]), meta.get("docs"),
-        sides.get("sparse"), sides.get("bm25"), dense,
+        sides.get("sparse"), sides.get("bm25"), dense, meta.get("new_terms"),
     )  # fmt: skip
 
 

@@ -14,31 +14,30 @@ meanwhile. One writer per index: `write.lock` is held with flock for the writer'
 
 from __future__ import annotations
 
-import fcntl
 import logging
-import os
-import shutil
 import threading
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any
 
 import numpy as np
-from sparseretr.index.build import build_index
-from sparseretr.index.dense import DenseIndex
-from sparseretr.index.errors import SparseIndexError, UserInputError
-from sparseretr.index.format import BM25_DIR, ENCODER_DIR, fsync_dir, tree_writer
+from sparseretr.index.errors import UserInputError
+from sparseretr.index.housekeeping import (
+    IndexLockedError,
+    acquire_lock,
+    drop_empty,
+    retire,
+    sweep_orphans,
+)
+from sparseretr.index.merge_policy import pick_merge
+from sparseretr.index.segment_builder import build_merged, build_segment, stack_rows
 from sparseretr.index.segments import (
-    DELETES_DIR,
-    LOCK_FILE,
-    SEGMENTS_DIR,
+    SIDES,
     WAL_DIR,
     Segment,
     Snapshot,
-    commit_name,
-    list_commits,
+    Vocab,
     new_commit,
-    open_segment,
     open_segments,
     read_commit,
     save_deletes,
@@ -49,9 +48,7 @@ from sparseretr.index.wal import Record, read_record, record_seqs, truncate, wri
 
 log = logging.getLogger(__name__)
 
-
-class IndexLockedError(SparseIndexError):
-    """Another process (or writer) holds the index's write lock."""
+__all__ = ["IndexLockedError", "IndexWriter"]
 
 
 class IndexWriter:
@@ -78,12 +75,18 @@ class IndexWriter:
         self._lock = threading.RLock()
         self._merge_lock = threading.Lock()
         self._merge_thread: threading.Thread | None = None
-        self._lockfile = _acquire(self.root)
+        self._lockfile = acquire_lock(self.root)
         try:
             commit = read_commit(self.root)
-            self._sweep(commit)
+            sweep_orphans(self.root, commit)
             segs = open_segments(self.root, commit, dense=dense)
             self._snapshot = Snapshot(self.root, segs, commit)
+            # Vocabularies (a lexical encoder's grow with writes): as the last commit holds
+            # them, and with the pending writes.
+            self._committed_vocab = {
+                side: self._snapshot.vocab(side) for side in SIDES if self._snapshot.has_side(side)
+            }
+            self._vocab = dict(self._committed_vocab)
             self._next_segment = int(commit["next_segment"])
             self._committed_seq = int(commit["wal_seq"])
             self._seq = self._committed_seq
@@ -108,6 +111,10 @@ class IndexWriter:
     def wal_dir(self) -> Path:
         return self.root / WAL_DIR
 
+    def vocab(self, side: str) -> Vocab:
+        """A side's vocabulary with every acknowledged write, committed or pending."""
+        return self._vocab[side]
+
     # ---------------------------------------------------------------- writes
     def upsert(
         self,
@@ -117,13 +124,33 @@ class IndexWriter:
         *,
         bm25: SparseVectors | None = None,
         dense: np.ndarray | None = None,
+        new_terms: Mapping[str, Sequence[str]] | None = None,
     ) -> int:
         """Add or replace documents (already encoded); returns once durable. The write is
-        searchable after the next refresh. Returns its sequence number."""
+        searchable after the next refresh. Returns its sequence number.
+
+        new_terms: per side ("sparse", "bm25"), the words this write's vectors use for the
+        first time, in the order of the ids they took (from vocab(side).size on: a lexical
+        encoder's new words); logged with the write, so a crash never leaves an id without
+        its word. Vectors of every side must span exactly the grown vocabulary."""
         ids = [str(i) for i in ids]
         self._check_upsert(ids, docs, sparse, bm25, dense)
+        added = {side: list(w) for side, w in (new_terms or {}).items() if w}
         with self._lock:
-            rec = Record(self._seq + 1, "upsert", ids, list(docs), sparse, bm25, dense)
+            for side, v in (("sparse", sparse), ("bm25", bm25)):
+                if v is None:
+                    if side in added:
+                        raise ValueError(f"new {side} terms without {side} vectors")
+                    continue
+                have = self._vocab[side].size
+                if v.vocab_size != have + len(added.get(side, ())):
+                    raise ValueError(
+                        f"{side} vectors span {v.vocab_size} terms; the index holds {have} and "
+                        f"this write adds {len(added.get(side, ()))}: another encoder?"
+                    )
+            rec = Record(
+                self._seq + 1, "upsert", ids, list(docs), sparse, bm25, dense, added or None
+            )
             self._log(rec)
         return rec.seq
 
@@ -171,7 +198,7 @@ class IndexWriter:
                 if not picks:
                     return False
                 name = self._new_name()
-            seg = self._build_merged(name, picks)
+            seg = build_merged(snap, name, picks, open_dense=self._dense)
             with self._lock:
                 self._swap_merged(seg, picks)
         return True
@@ -207,12 +234,10 @@ class IndexWriter:
         for i in ids:
             if not i or "\x00" in i:
                 raise UserInputError(f"document ids must be non-empty and without NUL, got {i!r}")
-        if sparse.vocab_size != first.sparse.vocab_size:
-            raise ValueError("sparse vectors come from another encoder (vocabulary size differs)")
         if (bm25 is None) != (first.bm25 is None):
             raise ValueError("bm25 vectors are required exactly when the index has a bm25 side")
-        if bm25 is not None and (len(bm25) != n or bm25.vocab_size != first.bm25.vocab_size):
-            raise ValueError("bm25 vectors do not match the documents or the index")
+        if bm25 is not None and len(bm25) != n:
+            raise ValueError("bm25 vectors do not match the documents")
         if (dense is None) != (first.dense is None) and self._dense:
             raise ValueError("dense vectors are required exactly when the index has a dense side")
         if dense is not None and first.dense is not None and dense.shape != (n, first.dense.dim):
@@ -229,6 +254,8 @@ class IndexWriter:
         self._apply(rec)
 
     def _apply(self, rec: Record) -> None:
+        for side, words in (rec.new_terms or {}).items():
+            self._vocab[side] = self._vocab[side].grown(words)
         for row, i in enumerate(rec.ids):
             self._pending.pop(i, None)  # re-insert: pending keeps the latest write's order
             self._pending[i] = (rec, row) if rec.op == "upsert" else None
@@ -270,17 +297,23 @@ class IndexWriter:
             ids = [i for i, _ in adds]
             recs = [v for _, v in adds]
             r0 = recs[0][0]
+            bm25 = None
+            if r0.bm25 is not None:
+                bm25 = stack_rows([(r.bm25, j) for r, j in recs], self._vocab["bm25"].size)
             segs.append(
-                self._build_segment(
+                build_segment(
+                    snap,
                     self._new_name(),
                     ids,
                     [r.docs[j] if r.docs else {"id": i} for i, (r, j) in zip(ids, recs)],  # noqa: B905
-                    _stack_sparse([(r.sparse, j) for r, j in recs]),
-                    _stack_sparse([(r.bm25, j) for r, j in recs]) if r0.bm25 else None,
+                    stack_rows([(r.sparse, j) for r, j in recs], self._vocab["sparse"].size),
+                    bm25,
                     np.stack([r.dense[j] for r, j in recs]) if r0.dense is not None else None,
+                    open_dense=self._dense,
                 )
             )
-        segs = _drop_empty(segs)
+        segs = drop_empty(segs)
+        self._committed_vocab = dict(self._vocab)  # every pending write is in this commit
         self._publish(segs, gen, self._seq)
         self._pending.clear()
         self._committed_seq = self._seq
@@ -290,65 +323,18 @@ class IndexWriter:
         """Write the commit point for segs and make it the snapshot; retire what it dropped."""
         old = self._snapshot
         commit = new_commit(
-            gen, [s.record() for s in segs], self._next_segment, wal_seq, old.commit["scales"]
-        )
+            gen, [s.record() for s in segs], self._next_segment, wal_seq, old.commit["scales"],
+            self._committed_vocab,
+        )  # fmt: skip
         write_commit(self.root, commit)
         self._snapshot = Snapshot(self.root, segs, commit)
-        self._retire(old, self._snapshot)
-
-    def _build_segment(
-        self,
-        name: str,
-        ids: list[str],
-        docs: list[dict[str, Any]],
-        sparse: SparseVectors,
-        bm25: SparseVectors | None,
-        dense: np.ndarray | None,
-    ) -> Segment:
-        """Write a segment like the first one: same encoders, quantization scales, companions."""
-        first = self._snapshot.first
-        scales = self._snapshot.commit["scales"]
-        extras: dict[str, Any] = {ENCODER_DIR: tree_writer(first.sparse.encoder_dir)}
-        if bm25 is not None and first.bm25 is not None:
-            b = first.bm25
-
-            def write_bm25(folder: Path) -> None:
-                build_index(
-                    folder, ids, bm25, encoder_config=b.encoder_config,
-                    extras={ENCODER_DIR: tree_writer(b.encoder_dir)}, overwrite=True,
-                    scale=scales.get("bm25"), block_size=b.block_size,
-                )  # fmt: skip
-
-            extras[BM25_DIR] = write_bm25
-        if dense is not None and first.dense is not None:
-            extras["dense"] = DenseIndex.writer(
-                dense, first.dense.encoder_config, kind=first.dense.kind
-            )
-        folder = self.root / SEGMENTS_DIR / name
-        build_index(
-            folder, ids, sparse, encoder_config=first.sparse.encoder_config, extras=extras,
-            docs=docs, scale=scales.get("sparse"), block_size=first.sparse.block_size,
-            build_info={"segment": name},
-        )  # fmt: skip
-        return open_segment(folder, name, dense=self._dense)
+        retire(self.root, old, self._snapshot)
 
     def _policy(self, snap: Snapshot) -> list[Segment]:
-        """Past max_segments, merge the merge_factor adjacent segments with the fewest live
-        docs (adjacent, as in Lucene's log merge policy: documents keep their order, so even
-        ties rank the same after a merge); otherwise rewrite the segment with the largest
-        share of deleted docs once it passes expunge_ratio, so deletes stop costing search
-        time and disk."""
-        segs = list(snap.segments)
-        if len(segs) > self.max_segments:
-            f = min(self.merge_factor, len(segs))
-            start = min(
-                range(len(segs) - f + 1), key=lambda a: sum(s.n_live for s in segs[a : a + f])
-            )
-            return segs[start : start + f]
-        worst = max(segs, key=lambda s: s.n_deleted / max(s.n_docs, 1), default=None)
-        if worst is not None and worst.n_deleted >= self.expunge_ratio * max(worst.n_docs, 1):
-            return [worst]
-        return []
+        return pick_merge(
+            snap.segments, max_segments=self.max_segments, merge_factor=self.merge_factor,
+            expunge_ratio=self.expunge_ratio,
+        )  # fmt: skip
 
     def _maybe_merge(self) -> None:
         if not self.background_merges:
@@ -368,33 +354,6 @@ class IndexWriter:
                 pass
         except Exception:  # a failed merge loses nothing: the segments it read stay live
             log.exception("background merge of %s failed", self.root)
-
-    def _build_merged(self, name: str, picks: list[Segment]) -> Segment:
-        """One segment from the live docs of picks, impacts unchanged (fixed scales)."""
-        ids: list[str] = []
-        docs: list[dict[str, Any]] = []
-        sparse, bm25, dense = [], [], []
-        for seg in picks:
-            live = np.flatnonzero(seg.dead == 0)
-            seg_ids = [str(i) for i in seg.sparse.doc_ids(live)]
-            ids += seg_ids
-            store = seg.sparse.docstore
-            got = store.get_many(seg_ids) if store is not None else [None] * len(seg_ids)
-            docs += [d if d is not None else {"id": i} for i, d in zip(seg_ids, got, strict=True)]
-            sparse.append(seg.sparse.doc_vectors(live))
-            if seg.bm25 is not None:
-                bm25.append(seg.bm25.doc_vectors(live))
-            if seg.dense is not None:
-                dense.append(np.asarray(seg.dense.vectors[live]))
-        first = self._snapshot.first
-        return self._build_segment(
-            name,
-            ids,
-            docs,
-            SparseVectors.concat(sparse),
-            SparseVectors.concat(bm25) if first.bm25 is not None else None,
-            np.concatenate(dense) if first.dense is not None and self._dense else None,
-        )
 
     def _swap_merged(self, seg: Segment, picks: list[Segment]) -> None:
         """Replace picks by seg in the current commit, with deletes made during the merge."""
@@ -420,69 +379,4 @@ class IndexWriter:
             segs.append(s)
         if not placed:
             segs.append(seg.with_dead(dead, rel))
-        self._publish(_drop_empty(segs), gen, int(cur.commit["wal_seq"]))
-
-    def _retire(self, old: Snapshot, new: Snapshot) -> None:
-        """Delete what the new commit no longer names. Readers holding the old snapshot keep
-        working: its files stay mapped (and its SQLite handles open) until they let go."""
-        keep = {s.name for s in new.segments}
-        for s in old.segments:
-            if s.name not in keep:
-                shutil.rmtree(self.root / SEGMENTS_DIR / s.name, ignore_errors=True)
-        keep_del = {s.deletes_file for s in new.segments}
-        for s in old.segments:
-            if s.deletes_file and s.deletes_file not in keep_del:
-                (self.root / s.deletes_file).unlink(missing_ok=True)
-        for g in list_commits(self.root):
-            if g < new.generation:
-                (self.root / commit_name(g)).unlink(missing_ok=True)
-
-    def _sweep(self, commit: dict[str, Any]) -> None:
-        """At open: remove what no commit names (a crash mid-refresh or mid-merge)."""
-        names = {s["name"] for s in commit["segments"]}
-        dels = {s["deletes"] for s in commit["segments"] if s.get("deletes")}
-        seg_dir = self.root / SEGMENTS_DIR
-        for p in seg_dir.iterdir() if seg_dir.is_dir() else []:
-            if p.name not in names:
-                shutil.rmtree(p, ignore_errors=True) if p.is_dir() else p.unlink(missing_ok=True)
-        del_dir = self.root / DELETES_DIR
-        for p in del_dir.iterdir() if del_dir.is_dir() else []:
-            if f"{DELETES_DIR}/{p.name}" not in dels:
-                p.unlink(missing_ok=True)
-        for g in list_commits(self.root)[1:]:
-            (self.root / commit_name(g)).unlink(missing_ok=True)
-        for p in self.root.iterdir():
-            if p.name.startswith(".commit-"):
-                p.unlink(missing_ok=True)
-        fsync_dir(self.root)
-
-
-def _acquire(root: Path) -> TextIO:
-    if not root.is_dir():
-        read_commit(root)  # the clear "no index here" error
-    f = open(root / LOCK_FILE, "a+")  # noqa: SIM115 - held for the writer's life
-    try:
-        fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError as e:
-        f.close()
-        raise IndexLockedError(
-            f"{root} is open for writing elsewhere (write.lock is held); one writer at a time"
-        ) from e
-    f.seek(0)
-    f.truncate()
-    f.write(f"{os.getpid()}\n")
-    f.flush()
-    return f
-
-
-def _stack_sparse(rows: list[tuple[SparseVectors | None, int]]) -> SparseVectors:
-    first = rows[0][0]
-    assert first is not None
-    return SparseVectors.from_rows([v.row(j) for v, j in rows if v is not None], first.vocab_size)
-
-
-def _drop_empty(segs: list[Segment]) -> list[Segment]:
-    """Segments with no live document are dropped, except the last one left (it carries the
-    encoder state and scales new segments are built from)."""
-    kept = [s for s in segs if s.n_live > 0]
-    return kept or segs[-1:]
+        self._publish(drop_empty(segs), gen, int(cur.commit["wal_seq"]))

@@ -5,6 +5,9 @@ Result order everywhere: score descending, ties broken by the smaller internal d
 """
 
 from sparseretr.kernels.scoring import (
+    Postings,
+    Queries,
+    Workspace,
     dense_terms,
     pruned_table_size,
     search_exhaustive,
@@ -14,6 +17,9 @@ from sparseretr.kernels.scoring import (
 )
 
 __all__ = [
+    "Postings",
+    "Queries",
+    "Workspace",
     "dense_terms",
     "pruned_table_size",
     "search_exhaustive",

@@ -49,6 +49,11 @@ scored: at least k documents score >= w * kth.
 Approximate knobs (off by default): alpha < 1 skips blocks once alpha * bound < k-th score;
 term_fraction < 1 keeps only the heaviest ceil(fraction * terms) query terms.
 
+Arguments come in named groups (bm25s' call style), each a namedtuple Numba compiles as one
+struct: Queries (the CSR query rows), Postings (one index's arrays, as SparseIndex.kernel_postings
+builds them) and Workspace (one thread's scratch). A call reads `search_pruned(queries, postings,
+dead, k, alpha, term_fraction, workspace)`, not 22 positional arrays in an order to get right.
+
 Why one module: Numba's on-disk cache (cache=True) is invalidated only by edits to the file that
 defines a function, not to the files of the jitted functions it calls. Keeping every compiled
 search function here means an edit can never leave a stale cached kernel behind.
@@ -56,12 +61,35 @@ search function here means an edit can never leave a stale cached kernel behind.
 
 from __future__ import annotations
 
+from collections import namedtuple
 from typing import Any
 
 import numpy as np
 from numba import njit, prange, types
 from numba.core import cgutils
 from numba.extending import intrinsic
+
+Queries = namedtuple("Queries", ["indptr", "terms", "weights"])
+Queries.__doc__ = """CSR query rows: indptr int64[nq + 1], terms int32, weights float32."""
+
+Postings = namedtuple(
+    "Postings",
+    ["term_ptr", "block_ptr", "block_rows", "post_docs", "post_impacts", "doc_order",
+     "term_kth", "dense_slot", "dense_max", "dense_count", "dense_offset", "bsize"],
+)  # fmt: skip
+Postings.__doc__ = """One index as the kernels read it (the layout in the module notes):
+term_ptr int64[vocab + 1], block_ptr int64[vocab + 1], block_rows uint8, post_docs uint8 (slot
+within its block), post_impacts uint8, doc_order int32[n_docs] (internal id at each slot),
+term_kth uint8[vocab, 3] (k-th largest impact at k = 10, 100, 1000), dense_* (the four
+arrays of dense_terms, in its order; only the pruned search reads them and term_kth), bsize
+(documents per block). Flat, no nested tuple: Numba's parallel loops cannot take one."""
+
+Workspace = namedtuple("Workspace", ["ub", "tab", "gen", "cand", "acc", "touched"])
+Workspace.__doc__ = """One search thread's scratch, reused across calls so that a query
+allocates nothing: ub float32[n_blocks] (zero in/out), tab int64[pruned_table_size(n_terms,
+n_blocks)], gen int64[1] (tab's generation stamp), cand int32[n_blocks], acc float32[n_docs]
+(zero in/out), touched int32[n_docs]. The *_parallel kernels take one row per worker of each
+(a 2-D array per field)."""
 
 # Pruning table: a directory of nv * n_chunks entries, generation (bits 48..62) | position
 # (0..39) of the term's last row in the chunk, then (block, posting offset) pairs, one per row,
@@ -450,100 +478,64 @@ def _offer_touched(
 # ------------------------------------------------------------------------------ exhaustive
 @njit(cache=True, nogil=True)
 def _exhaustive_row(
-    q_terms: np.ndarray,
-    q_weights: np.ndarray,
-    qa: int,
-    qb: int,
-    term_ptr: np.ndarray,
-    block_ptr: np.ndarray,
-    block_rows: np.ndarray,
-    post_docs: np.ndarray,
-    post_impacts: np.ndarray,
-    doc_order: np.ndarray,
+    q: Queries,
+    qi: int,
+    p: Postings,
     dead: np.ndarray,
-    bsize: int,
     k: int,
     acc: np.ndarray,
     touched: np.ndarray,
     out_ids: np.ndarray,
     out_scores: np.ndarray,
-    row: int,
 ) -> int:
-    """Score query terms [qa, qb) over every posting; top-k into out_*[row]. acc: zero in/out."""
+    """Score query row qi over every posting; top-k into out_*[qi]. acc: zero in/out."""
+    term_ptr, block_ptr, block_rows = p.term_ptr, p.block_ptr, p.block_rows
+    post_docs, post_impacts, bsize = p.post_docs, p.post_impacts, p.bsize
     vocab = term_ptr.shape[0] - 1
     cb = _count_bits(bsize)
     n_touched = 0
-    for j in range(qa, qb):
-        t = q_terms[j]
-        w = np.float32(q_weights[j])
+    for j in range(q.indptr[qi], q.indptr[qi + 1]):
+        t = q.terms[j]
+        w = np.float32(q.weights[j])
         if t < 0 or t >= vocab or not w > 0:
             continue
-        p = term_ptr[t]
+        pp = term_ptr[t]
         blk = -1
         r, r1 = block_ptr[t], block_ptr[t + 1]
         while r < r1:
-            r, blk, c, _ = _next_row(block_rows, r, blk, p, post_impacts, cb)
+            r, blk, c, _ = _next_row(block_rows, r, blk, pp, post_impacts, cb)
             n_touched = _add_postings(
-                acc, touched, n_touched, blk * bsize, p, p + c, w, post_docs, post_impacts
+                acc, touched, n_touched, blk * bsize, pp, pp + c, w, post_docs, post_impacts
             )
-            p += c
-    hs, hd = out_scores[row], out_ids[row]
-    m = _offer_touched(acc, touched, n_touched, doc_order, dead, k, hs, hd, 0)
+            pp += c
+    hs, hd = out_scores[qi], out_ids[qi]
+    m = _offer_touched(acc, touched, n_touched, p.doc_order, dead, k, hs, hd, 0)
     _heapsort(hs, hd, m)
     return m
 
 
 @njit(cache=True, nogil=True)
 def search_exhaustive(
-    q_indptr: np.ndarray,
-    q_terms: np.ndarray,
-    q_weights: np.ndarray,
-    term_ptr: np.ndarray,
-    block_ptr: np.ndarray,
-    block_rows: np.ndarray,
-    post_docs: np.ndarray,
-    post_impacts: np.ndarray,
-    doc_order: np.ndarray,
-    dead: np.ndarray,
-    bsize: int,
-    k: int,
-    acc: np.ndarray,
-    touched: np.ndarray,
+    q: Queries, p: Postings, dead: np.ndarray, k: int, acc: np.ndarray, touched: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Exact top-k of every CSR query row on this thread, reusing the caller's workspace.
+    """Exact top-k of every query row on this thread, reusing the caller's workspace.
 
-    acc float32[n_docs] must be zero (it is zero again on return), touched int32[n_docs].
+    dead: uint8 by internal id (nonzero = deleted), or empty. acc float32[n_docs] must be
+    zero (it is zero again on return), touched int32[n_docs].
     Returns ids int32[nq, k] (-1 padded), scores float32[nq, k] (0 padded).
     """
-    nq = q_indptr.shape[0] - 1
+    nq = q.indptr.shape[0] - 1
     kk = max(k, 0)
     out_ids = np.full((nq, kk), -1, dtype=np.int32)
     out_scores = np.zeros((nq, kk), dtype=np.float32)
     for qi in range(nq):
-        _exhaustive_row(
-            q_terms, q_weights, q_indptr[qi], q_indptr[qi + 1], term_ptr, block_ptr, block_rows,
-            post_docs, post_impacts, doc_order, dead, bsize, kk, acc, touched, out_ids,
-            out_scores, qi,
-        )  # fmt: skip
+        _exhaustive_row(q, qi, p, dead, kk, acc, touched, out_ids, out_scores)
     return out_ids, out_scores
 
 
 @njit(parallel=True, cache=True, nogil=True)
 def search_exhaustive_parallel(
-    q_indptr: np.ndarray,
-    q_terms: np.ndarray,
-    q_weights: np.ndarray,
-    term_ptr: np.ndarray,
-    block_ptr: np.ndarray,
-    block_rows: np.ndarray,
-    post_docs: np.ndarray,
-    post_impacts: np.ndarray,
-    doc_order: np.ndarray,
-    dead: np.ndarray,
-    bsize: int,
-    k: int,
-    acc: np.ndarray,
-    touched: np.ndarray,
+    q: Queries, p: Postings, dead: np.ndarray, k: int, acc: np.ndarray, touched: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray]:
     """search_exhaustive across acc.shape[0] workers, each claiming the next query when done.
 
@@ -551,8 +543,8 @@ def search_exhaustive_parallel(
     touched int32[W, n_docs]: kept between batches, so a batch faults in no fresh pages (see
     search_pruned_parallel). Pass one row per Numba thread (numba.get_num_threads()).
     """
-    nq = q_indptr.shape[0] - 1
-    n_docs = doc_order.shape[0]
+    nq = q.indptr.shape[0] - 1
+    n_docs = p.doc_order.shape[0]
     if acc.shape[0] < 1 or touched.shape[0] != acc.shape[0]:
         raise ValueError("workspace rows: acc and touched need one row per worker, at least one")
     if acc.shape[1] < n_docs or touched.shape[1] < n_docs:
@@ -564,11 +556,7 @@ def search_exhaustive_parallel(
     for c in prange(min(nq, acc.shape[0])):
         qi = _claim(nxt)
         while qi < nq:
-            _exhaustive_row(
-                q_terms, q_weights, q_indptr[qi], q_indptr[qi + 1], term_ptr, block_ptr,
-                block_rows, post_docs, post_impacts, doc_order, dead, bsize, kk, acc[c],
-                touched[c], out_ids, out_scores, qi,
-            )  # fmt: skip
+            _exhaustive_row(q, qi, p, dead, kk, acc[c], touched[c], out_ids, out_scores)
             qi = _claim(nxt)
     return out_ids, out_scores
 
@@ -677,25 +665,16 @@ def _find_spans(
 @njit(cache=True, nogil=True)
 def _finish_term_at_a_time(
     nv: int,
-    nb: int,
     ws: np.ndarray,
-    tab: np.ndarray,
     first: np.ndarray,
-    ub: np.ndarray,
     sl: np.ndarray,
-    dcnt: np.ndarray,
-    doff: np.ndarray,
-    post_docs: np.ndarray,
-    post_impacts: np.ndarray,
-    doc_order: np.ndarray,
+    p: Postings,
     dead: np.ndarray,
-    bsize: int,
     k: int,
+    work: Workspace,
     hs: np.ndarray,
     hd: np.ndarray,
     size: int,
-    acc: np.ndarray,
-    touched: np.ndarray,
 ) -> int:
     """Exact scores of every document in the blocks with ub != 0, offered to the heap;
     acc (zero in/out) and touched are the caller's, n_docs long.
@@ -705,20 +684,24 @@ def _finish_term_at_a_time(
     accumulator: terms in query order, so the same float32 sums as the other paths. The
     heap's order is total, so offering in slot order gives the same top-k.
     """
+    ub, tab, acc, touched = work.ub, work.tab, work.acc, work.touched
+    post_docs, post_impacts, bsize = p.post_docs, p.post_impacts, p.bsize
+    dcnt, doff = p.dense_count, p.dense_offset
+    nb = ub.shape[0]
     nt = 0
     two = np.uint64(2)
     for j in range(nv):
         w = ws[j]
         s = sl[j]
         if s >= 0:
-            p = doff[s, 0]
+            pp = doff[s, 0]
             for b in range(nb):
                 c = np.int64(dcnt[s, b])
                 if c != 0 and ub[b] != 0:
                     nt = _add_postings(
-                        acc, touched, nt, b * bsize, p, p + c, w, post_docs, post_impacts
+                        acc, touched, nt, b * bsize, pp, pp + c, w, post_docs, post_impacts
                     )
-                p += c
+                pp += c
             continue
         e = np.uint64(first[j])
         blk = tab[e]
@@ -730,7 +713,7 @@ def _finish_term_at_a_time(
                 )  # fmt: skip
             e += two
             blk = tab[e]
-    return _offer_touched(acc, touched, nt, doc_order, dead, k, hs, hd, size)
+    return _offer_touched(acc, touched, nt, p.doc_order, dead, k, hs, hd, size)
 
 
 @njit(cache=True, nogil=True)
@@ -738,11 +721,8 @@ def _score_block(
     b: int,
     nv: int,
     ws: np.ndarray,
-    post_docs: np.ndarray,
-    post_impacts: np.ndarray,
-    doc_order: np.ndarray,
+    p: Postings,
     dead: np.ndarray,
-    bsize: int,
     k: int,
     bacc: np.ndarray,
     btouched: np.ndarray,
@@ -753,12 +733,13 @@ def _score_block(
 ) -> int:
     """Exact scores of block b's documents offered to the heap: terms in query order, each
     over its posting range span[2j:2j+2] (from _find_spans)."""
+    post_docs, post_impacts, doc_order = p.post_docs, p.post_impacts, p.doc_order
     nt = 0
     for j in range(nv):
         nt = _add_postings(
             bacc, btouched, nt, 0, span[2 * j], span[2 * j + 1], ws[j], post_docs, post_impacts
         )
-    base = b * bsize
+    base = b * p.bsize
     for i in range(nt):
         loc = btouched[i]
         s = bacc[loc]
@@ -852,45 +833,33 @@ def _table_need(
 
 @njit(cache=True, nogil=True)
 def _pruned_row(
-    q_terms: np.ndarray,
-    q_weights: np.ndarray,
-    qa: int,
-    qb: int,
-    term_ptr: np.ndarray,
-    block_ptr: np.ndarray,
-    block_rows: np.ndarray,
-    post_docs: np.ndarray,
-    post_impacts: np.ndarray,
-    doc_order: np.ndarray,
+    q: Queries,
+    qi: int,
+    p: Postings,
     dead: np.ndarray,
-    term_kth: np.ndarray,
-    dense: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray],
-    bsize: int,
     k: int,
     alpha: float,
     term_fraction: float,
-    ub: np.ndarray,
-    tab: np.ndarray,
-    gen: np.ndarray,
-    cand: np.ndarray,
-    acc: np.ndarray,
-    touched: np.ndarray,
+    work: Workspace,
     out_ids: np.ndarray,
     out_scores: np.ndarray,
-    row: int,
     stats: np.ndarray,
 ) -> int:
-    """Block-max pruned top-k of query terms [qa, qb) into out_*[row]; see the module notes.
+    """Block-max pruned top-k of query row qi into out_*[qi]; see the module notes.
 
-    Workspace: ub float32[n_blocks] (zero in/out), tab int64[pruned_table_size(n_terms,
+    work: ub float32[n_blocks] (zero in/out), tab int64[pruned_table_size(n_terms,
     n_blocks)] (any content from earlier calls with the same gen array; a smaller one makes
     the call allocate its own), gen int64[1], cand int32[n_blocks] (scratch: the bucket
     lists' links), acc float32[n_docs] (zero in/out) and touched int32[n_docs] for the
     term-at-a-time finish: the exhaustive search's workspace, so a query never allocates and
     zeroes 8 MB (at 1M docs) for it; shorter ones make the call allocate its own.
-    dense: dense_terms' arrays (no term dense: a slot of all -1).
+    p.dense_*: dense_terms' arrays (no term dense: a slot of all -1).
     """
-    dense_of, dmax, dcnt, doff = dense
+    term_ptr, block_ptr, block_rows = p.term_ptr, p.block_ptr, p.block_rows
+    post_impacts, term_kth, bsize = p.post_impacts, p.term_kth, p.bsize
+    dense_of, dmax, dcnt, doff = p.dense_slot, p.dense_max, p.dense_count, p.dense_offset
+    ub, tab, gen, cand, acc, touched = work
+    qa, qb = q.indptr[qi], q.indptr[qi + 1]
     vocab = term_ptr.shape[0] - 1
     nb = ub.shape[0]
     if (
@@ -902,7 +871,7 @@ def _pruned_row(
     cb = _count_bits(bsize)
     ts = np.empty(qb - qa, dtype=np.int64)
     ws = np.empty(qb - qa, dtype=np.float32)
-    nv = _select_terms(q_terms, q_weights, qa, qb, vocab, term_fraction, ts, ws)
+    nv = _select_terms(q.terms, q.weights, qa, qb, vocab, term_fraction, ts, ws)
     if nv == 0 or k <= 0:
         return 0
     nch = (nb >> _CHUNK_SHIFT) + 1
@@ -952,12 +921,12 @@ def _pruned_row(
         first[j] = e
         t = ts[j]
         w = ws[j]
-        p = term_ptr[t]
+        pp = term_ptr[t]
         blk = -1
         jd = j * nch
         r, r1 = block_ptr[t], block_ptr[t + 1]
         while r < r1:
-            r, blk, c, mx = _next_row(block_rows, r, blk, p, post_impacts, cb)
+            r, blk, c, mx = _next_row(block_rows, r, blk, pp, post_impacts, cb)
             ib = np.uint64(blk)  # unsigned indexes: no wraparound tests (see _next_row)
             u = ub[ib] + w * np.float32(mx)
             ub[ib] = u
@@ -965,12 +934,12 @@ def _pruned_row(
             tab[np.uint64(jd + (blk >> _CHUNK_SHIFT))] = stamp | e
             ie = np.uint64(e)
             tab[ie] = blk
-            tab[ie + np.uint64(1)] = p
+            tab[ie + np.uint64(1)] = pp
             e += 2
-            p += c
+            pp += c
         rows_read += (e - first[j]) // 2
         tab[e] = nb  # ends the rows: its offset ends the last row, its block stops a walk
-        tab[e + 1] = p
+        tab[e + 1] = pp
         e += 2
     if any_dense:  # their updates skipped the running max: bounds only grow, so take it now
         for b in range(nb):
@@ -999,7 +968,7 @@ def _pruned_row(
     # 3. Score blocks best bucket first. The bucket of a bound is monotone in the bound, so
     # once a bucket's largest bound is hopeless every later block is too: stop. Inside a
     # bucket each block is still tested on its own bound, so the result stays exact.
-    hs, hd = out_scores[row], out_ids[row]
+    hs, hd = out_scores[qi], out_ids[qi]
     size = 0
     bacc = np.zeros(bsize, dtype=np.float32)
     btouched = np.empty(bsize, dtype=np.int64)
@@ -1020,10 +989,7 @@ def _pruned_row(
                 continue
             ub[b] = 0  # scored: the sweep below must skip it
             _find_spans(b, nv, nch, g, tab, span, sl, dcnt, doff)
-            size = _score_block(
-                b, nv, ws, post_docs, post_impacts, doc_order, dead, bsize, k, bacc, btouched,
-                span, hs, hd, size,
-            )  # fmt: skip
+            size = _score_block(b, nv, ws, p, dead, k, bacc, btouched, span, hs, hd, size)
             scored += 1
             if scored >= best_first:
                 sweep = True
@@ -1042,93 +1008,59 @@ def _pruned_row(
                     ub[b] = 0
                 else:
                     scored += 1
-        n_docs = doc_order.shape[0]
+        n_docs = p.doc_order.shape[0]
         if acc.shape[0] < n_docs or touched.shape[0] < n_docs:
             acc = np.zeros(n_docs, dtype=np.float32)
             touched = np.empty(n_docs, dtype=np.int32)
         size = _finish_term_at_a_time(
-            nv, nb, ws, tab, first, ub, sl, dcnt, doff, post_docs, post_impacts, doc_order, dead,
-            bsize, k, hs, hd, size, acc, touched,
+            nv, ws, first, sl, p, dead, k, Workspace(ub, tab, gen, cand, acc, touched), hs, hd,
+            size,
         )  # fmt: skip
     ub[:] = 0
     _heapsort(hs, hd, size)
-    stats[row, 0] = n_cand
-    stats[row, 1] = scored
-    stats[row, 2] = rows_read
+    stats[qi, 0] = n_cand
+    stats[qi, 1] = scored
+    stats[qi, 2] = rows_read
     return size
 
 
 @njit(cache=True, nogil=True)
 def search_pruned(
-    q_indptr: np.ndarray,
-    q_terms: np.ndarray,
-    q_weights: np.ndarray,
-    term_ptr: np.ndarray,
-    block_ptr: np.ndarray,
-    block_rows: np.ndarray,
-    post_docs: np.ndarray,
-    post_impacts: np.ndarray,
-    doc_order: np.ndarray,
+    q: Queries,
+    p: Postings,
     dead: np.ndarray,
-    term_kth: np.ndarray,
-    dense: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray],
-    bsize: int,
     k: int,
     alpha: float,
     term_fraction: float,
-    ub: np.ndarray,
-    tab: np.ndarray,
-    gen: np.ndarray,
-    cand: np.ndarray,
-    acc: np.ndarray,
-    touched: np.ndarray,
+    work: Workspace,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Block-max pruned top-k of every CSR query row on this thread, reusing a workspace.
+    """Block-max pruned top-k of every query row on this thread, reusing a workspace.
 
     Safe (equal to search_exhaustive, ids and scores) with alpha=1 and term_fraction=1.
     Returns ids int32[nq, k], scores float32[nq, k], stats int64[nq, 3] (candidate blocks,
     blocks scored, block rows read). See _pruned_row for the workspace contract.
     """
-    nq = q_indptr.shape[0] - 1
+    nq = q.indptr.shape[0] - 1
     kk = max(k, 0)
     out_ids = np.full((nq, kk), -1, dtype=np.int32)
     out_scores = np.zeros((nq, kk), dtype=np.float32)
     stats = np.zeros((nq, _STATS), dtype=np.int64)
     for qi in range(nq):
-        _pruned_row(
-            q_terms, q_weights, q_indptr[qi], q_indptr[qi + 1], term_ptr, block_ptr, block_rows,
-            post_docs, post_impacts, doc_order, dead, term_kth, dense, bsize, kk, alpha,
-            term_fraction, ub, tab, gen, cand, acc, touched, out_ids, out_scores, qi, stats,
-        )  # fmt: skip
+        _pruned_row(q, qi, p, dead, kk, alpha, term_fraction, work, out_ids, out_scores, stats)
     return out_ids, out_scores, stats
 
 
 @njit(parallel=True, cache=True, nogil=True)
 def search_pruned_parallel(
-    q_indptr: np.ndarray,
-    q_terms: np.ndarray,
-    q_weights: np.ndarray,
-    term_ptr: np.ndarray,
-    block_ptr: np.ndarray,
-    block_rows: np.ndarray,
-    post_docs: np.ndarray,
-    post_impacts: np.ndarray,
-    doc_order: np.ndarray,
+    q: Queries,
+    p: Postings,
     dead: np.ndarray,
-    term_kth: np.ndarray,
-    dense: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray],
-    bsize: int,
     k: int,
     alpha: float,
     term_fraction: float,
-    ub: np.ndarray,
-    tab: np.ndarray,
-    gen: np.ndarray,
-    cand: np.ndarray,
-    acc: np.ndarray,
-    touched: np.ndarray,
+    work: Workspace,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """search_pruned across ub.shape[0] workers, each claiming the next query when done.
+    """search_pruned across work.ub.shape[0] workers, each claiming the next query when done.
 
     Worker w uses row w of each workspace array (ub[W, n_blocks], tab[W, L], gen[W, 1],
     cand[W, n_blocks], acc[W, n_docs], touched[W, n_docs]; per row, _pruned_row's contract).
@@ -1136,9 +1068,10 @@ def search_pruned_parallel(
     per worker, 6% of its time on one thread and more on two, where the workers fault into
     one address space. Pass one row per Numba thread (numba.get_num_threads()).
     """
-    nq = q_indptr.shape[0] - 1
-    n_docs = doc_order.shape[0]
-    nb = (n_docs + bsize - 1) // bsize
+    nq = q.indptr.shape[0] - 1
+    n_docs = p.doc_order.shape[0]
+    nb = (n_docs + p.bsize - 1) // p.bsize
+    ub, tab, gen, cand, acc, touched = work
     w = ub.shape[0]
     if w < 1 or not (
         tab.shape[0] == w
@@ -1156,13 +1089,9 @@ def search_pruned_parallel(
     stats = np.zeros((nq, _STATS), dtype=np.int64)
     nxt = np.zeros(1, dtype=np.int64)  # the next unclaimed query (_claim)
     for c in prange(min(nq, w)):
+        row = Workspace(ub[c], tab[c], gen[c], cand[c], acc[c], touched[c])
         qi = _claim(nxt)
         while qi < nq:
-            _pruned_row(
-                q_terms, q_weights, q_indptr[qi], q_indptr[qi + 1], term_ptr, block_ptr,
-                block_rows, post_docs, post_impacts, doc_order, dead, term_kth, dense, bsize, kk,
-                alpha, term_fraction, ub[c], tab[c], gen[c], cand[c], acc[c], touched[c], out_ids,
-                out_scores, qi, stats,
-            )  # fmt: skip
+            _pruned_row(q, qi, p, dead, kk, alpha, term_fraction, row, out_ids, out_scores, stats)
             qi = _claim(nxt)
     return out_ids, out_scores, stats

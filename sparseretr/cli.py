@@ -230,8 +230,14 @@ def cmd_search(a: argparse.Namespace) -> int:
         raise UserInputError("the query is empty")
     engine = Engine.open(a.index, dense=a.mode in ("dense", "hybrid"), bm25=a.mode == "bm25")
     try:
-        (res,) = engine.search([query], k=a.k, mode=a.mode, explain=a.explain,
-                               prune_alpha=a.prune_alpha, term_fraction=a.term_fraction)
+        (res,) = engine.search(
+            [query],
+            k=a.k,
+            mode=a.mode,
+            explain=a.explain,
+            prune_alpha=a.prune_alpha,
+            term_fraction=a.term_fraction,
+        )
         out = []
         for rank, h in enumerate(res.hits, 1):
             doc = engine.docstore.get(h.id) or {}

@@ -15,6 +15,7 @@ them searchable at the next refresh.
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -26,7 +27,7 @@ import numpy as np
 
 from sparseretr.corpus import doc_text
 from sparseretr.dense import DenseEncoder
-from sparseretr.encoders import SparseEncoder, load_encoder
+from sparseretr.encoders import BM25Encoder, SparseEncoder, load_encoder
 from sparseretr.fusion import DEFAULTS, FusedHit, Normalization, convex, rrf, single
 from sparseretr.index.dense import DENSE_DIR
 from sparseretr.index.errors import UserInputError
@@ -91,10 +92,11 @@ class Engine:
         self.writer = source if isinstance(source, IndexWriter) else None
         self._static = None if self.writer is not None else source
         first = self.snapshot.first
-        if sparse_encoder.vocab_size != first.sparse.vocab_size:
+        vocab = self.snapshot.vocab("sparse").size  # with words live writes added
+        if sparse_encoder.vocab_size != vocab:
             raise UserInputError(
                 f"encoder vocabulary ({sparse_encoder.vocab_size}) does not match the index "
-                f"({first.sparse.vocab_size}): the index was built with another encoder"
+                f"({vocab}): the index was built with another encoder"
             )
         if dense_encoder is not None and first.dense is not None:  # noqa: SIM102
             if dense_encoder.dim != first.dense.dim:
@@ -105,6 +107,7 @@ class Engine:
         self.bm25_encoder = bm25_encoder
         self.dense_encoder = dense_encoder
         self.docstore = LiveDocs(self)
+        self._grow_lock = threading.Lock()
 
     @classmethod
     def open(
@@ -154,6 +157,9 @@ class Engine:
             if bm25 and snap.has_side("bm25"):
                 assert first.bm25 is not None
                 bm25_enc = load_encoder(first.bm25.encoder_config, first.bm25.encoder_dir)
+            for side, enc in (("sparse", sparse_enc), ("bm25", bm25_enc)):
+                if isinstance(enc, BM25Encoder):
+                    enc.extend(snap.vocab(side).added)  # words live writes added since
             if dense and snap.has_side("dense"):
                 assert first.dense is not None
                 dense_enc = DenseEncoder.from_config(first.dense.encoder_config, device=device)
@@ -284,7 +290,7 @@ class Engine:
         }[mode]
 
         t0 = time.perf_counter()
-        encoded = {side: self.encode(side, texts) for side in sides}
+        encoded = {side: self.encode(side, texts, snap) for side in sides}
         t1 = time.perf_counter()
         hits = {side: self._search(snap, side, encoded[side], depth, knobs) for side in sides}
         t2 = time.perf_counter()
@@ -306,12 +312,18 @@ class Engine:
             results.append(result)
         return results
 
-    def encode(self, side: str, texts: list[str]) -> Any:
-        """Queries as one side's encoder sees them (SparseVectors, or dense rows)."""
+    def encode(self, side: str, texts: list[str], snap: Snapshot | None = None) -> Any:
+        """Queries as one side's encoder sees them (SparseVectors, or dense rows). BM25 takes
+        its IDF from the statistics of snap (default: the current snapshot)."""
         if side == "dense":
             assert self.dense_encoder is not None
             return self.dense_encoder.encode(texts)
-        return self._encoder(side).encode_queries(list(texts))
+        enc = self._encoder(side)
+        queries = enc.encode_queries(list(texts))
+        if isinstance(enc, BM25Encoder):
+            df, n = (snap or self.snapshot).doc_freqs(side)
+            queries = enc.query_weights(queries, df, n)
+        return queries
 
     def exact_agreement(self, queries: SparseVectors, k: int = 10) -> dict[str, float]:
         """Share of queries whose kernel top-k equals brute force over every live document."""
@@ -345,17 +357,37 @@ class Engine:
         ids = [str(d["id"]) for d in docs]
         texts = [doc_text(d) for d in docs]
         snap = self.snapshot
-        bm25 = None
-        if snap.first.bm25 is not None:
-            if self.bm25_encoder is None:
-                raise ReadOnlyIndexError("the index has a bm25 side: open it with bm25=True")
-            bm25 = self.bm25_encoder.encode_documents(texts)
+        if snap.first.bm25 is not None and self.bm25_encoder is None:
+            raise ReadOnlyIndexError("the index has a bm25 side: open it with bm25=True")
         dense = None
         if snap.first.dense is not None:
             assert self.dense_encoder is not None  # open() loads it whenever dense/ is read
             dense = self.dense_encoder.encode(texts)
-        sparse = self.sparse_encoder.encode_documents(texts)
-        return writer.upsert(ids, list(docs), sparse, bm25=bm25, dense=dense)
+        encoders = {"sparse": self.sparse_encoder}
+        if snap.first.bm25 is not None:
+            encoders["bm25"] = self._encoder("bm25")
+        vectors = {
+            side: enc.encode_documents(texts)
+            for side, enc in encoders.items()
+            if not isinstance(enc, BM25Encoder)  # a model: its vocabulary never grows
+        }
+        # BM25 gives words it has not seen the next ids, in log order: one write at a time.
+        with self._grow_lock:
+            lexical = {s: e for s, e in encoders.items() if isinstance(e, BM25Encoder)}
+            before = {side: enc.vocab_size for side, enc in lexical.items()}
+            new_terms = {}
+            try:
+                for side, enc in lexical.items():
+                    vectors[side] = enc.encode_documents(texts, grow=True)
+                    new_terms[side] = enc.tokens(range(before[side], enc.vocab_size))
+                return writer.upsert(
+                    ids, list(docs), vectors["sparse"], bm25=vectors.get("bm25"), dense=dense,
+                    new_terms=new_terms,
+                )  # fmt: skip
+            except BaseException:
+                for side, enc in lexical.items():
+                    enc.truncate(before[side])  # not logged: its words were never given out
+                raise
 
     def delete(self, ids: Sequence[str]) -> tuple[int, list[bool]]:
         """Delete documents; returns once durable, with whether each one existed."""

@@ -20,4 +20,3 @@ USER_ERRORS: tuple[type[BaseException], ...] = (
     ValidationError,  # settings given on the command line (serve)
     UnavailableError,  # pyserini / Java, Ray not installed
 )
-

@@ -15,7 +15,7 @@ from sparseretr.index.dense import DENSE_DIR, DenseIndex, DenseIndexError
 
 import sparseretr.engine as engine_mod
 from sparseretr.batch import build_from_corpus
-from sparseretr.encoders import create_encoder, load_encoder
+from sparseretr.encoders import BM25Encoder, create_encoder, load_encoder
 from sparseretr.engine import Engine, SearchResult
 from sparseretr.fusion import convex, rrf
 
@@ -123,7 +123,10 @@ def test_single_modes_match_their_searchers(built) -> None:
     (sparse,) = engine.search(q, k=5, mode="sparse")
     idx = SparseIndex.open(engine.snapshot.first.sparse.path)  # the segment, searched alone
     enc = load_encoder(idx.encoder_config, idx.encoder_dir)
-    ids, scores = idx.search(enc.encode_queries(q), 5)
+    assert isinstance(enc, BM25Encoder)  # its queries take IDF from the index's statistics
+    ids, scores = idx.search(
+        enc.query_weights(enc.encode_queries(q), idx.doc_freqs(), idx.n_docs), 5
+    )
     pairs = zip(ids[0], scores[0], strict=True)
     expected = [(idx.doc_id(int(i)), float(s)) for i, s in pairs if i >= 0]
     assert [(h.id, h.score) for h in sparse.hits] == expected

@@ -99,18 +99,19 @@ def test_round_trip(built: tuple[Path, list[str], SparseVectors]) -> None:
     expected.sort_indices()
     # The compact arrays are memory-mapped and read-only; `postings` decodes them back to the
     # plain CSC view (internal ids ascending per term) exactly.
-    raw = idx.block_postings
+    raw = idx.kernel_postings
     for name in ("term_ptr", "block_ptr", "block_rows", "post_docs", "post_impacts"):
-        assert isinstance(raw[name], np.memmap) and not raw[name].flags.writeable, name
-    assert raw["post_docs"].dtype == raw["post_impacts"].dtype == np.uint8
-    assert raw["block_size"] == idx.block_size == m_layout(idx)["block_size"]
+        arr = getattr(raw, name)
+        assert isinstance(arr, np.memmap) and not arr.flags.writeable, name
+    assert raw.post_docs.dtype == raw.post_impacts.dtype == np.uint8
+    assert raw.bsize == idx.block_size == m_layout(idx)["block_size"]
     term_ptr, post_docs, post_impacts = idx.postings
     assert term_ptr.dtype == np.int64 and post_docs.dtype == np.int32
     assert post_impacts.dtype == np.uint8 and not post_docs.flags.writeable
     np.testing.assert_array_equal(term_ptr, expected.indptr)
     np.testing.assert_array_equal(post_docs, expected.indices)
     np.testing.assert_array_equal(post_impacts, expected.data)
-    order = np.asarray(raw["doc_order"])
+    order = np.asarray(raw.doc_order)
     assert sorted(order.tolist()) == list(range(len(vecs)))
 
     for i, ext in enumerate(ids):
@@ -141,7 +142,7 @@ def test_round_trip(built: tuple[Path, list[str], SparseVectors]) -> None:
     SparseIndex.open(path, verify=True)  # a healthy index passes the full check
 
     eager = SparseIndex.open(path, mmap=False)
-    assert not isinstance(eager.block_postings["post_docs"], np.memmap)
+    assert not isinstance(eager.kernel_postings.post_docs, np.memmap)
     np.testing.assert_array_equal(eager.postings[1], post_docs)
     assert eager.docstore is not None
     idx.close()

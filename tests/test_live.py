@@ -64,8 +64,7 @@ def text_for(doc_id: str, version: int) -> str:
 def make_index(root: Path, n: int = 40) -> Path:
     docs = [{"id": f"d{i}", "title": "", "text": text_for(f"d{i}", 0)} for i in range(n)]
     enc = BM25Encoder()
-    # The vocabulary is fixed at build time: fit on every word later writes will use.
-    enc.fit([d["text"] for d in docs] + [" ".join(WORDS)] + [f"marker{v}" for v in range(7)])
+    enc.fit([d["text"] for d in docs])  # markers 1-6 first appear in later writes
     return build_segmented(
         root / "idx", [d["id"] for d in docs], enc.encode_documents([d["text"] for d in docs]),
         encoder_config=enc.config(), extras={"encoder": enc.save_state}, docs=docs,
@@ -279,8 +278,54 @@ def _post_quietly(http: httpx.Client, doc_id: str, text: str | None) -> None:
         http.post("/documents", json={"documents": [{"id": doc_id, "text": text}]})
 
 
-def test_make_index_vocab_covers_writes(tmp_path: Path) -> None:
-    """The fixture's premise: every word a write uses is in the frozen BM25 vocabulary."""
-    enc_dir = next((make_index(tmp_path) / "segments").iterdir()) / "encoder"
-    vocab = set(json.loads(next(enc_dir.iterdir()).read_text())["vocab"])
-    assert {BM25Encoder().analyzer(w)[0] for w in WORDS} <= vocab
+def test_words_first_seen_in_writes_are_searchable(tmp_path: Path) -> None:
+    """A word no document held at build time: searchable after refresh, with IDF from the
+    live collection, through a crash before refresh (log replay), reopening and a merge."""
+    path = make_index(tmp_path, n=40)
+    enc_dir = next((path / "segments").iterdir()) / "encoder"
+    assert "quokka" not in json.loads(next(enc_dir.iterdir()).read_text())["vocab"]
+    eng = Engine.open(path, writable=True, background_merges=False)
+    eng.upsert([{"id": "q1", "text": "quokka alpha"}, {"id": "q2", "text": "quokka quokka"}])
+    eng.upsert([{"id": "w1", "text": "wombat beta"}])
+    eng.refresh()
+    hits = eng.search(["quokka"], k=5, mode="sparse")[0].hits
+    assert [h.id for h in hits] == ["q2", "q1"]
+    q = eng.encode("sparse", ["quokka wombat alpha"])
+    assert eng.exact_agreement(q, k=10)["same_ids"] == 1.0
+    # IDF from the live statistics: a rarer word weighs more than a common one.
+    weights = dict(zip(*q.row(0), strict=True))
+    ids = eng.sparse_encoder.vocab  # type: ignore[attr-defined]
+    assert weights[ids["wombat"]] > weights[ids["quokka"]] > weights[ids["alpha"]]
+    # A crash after the write is acknowledged, before any refresh: the log holds the word.
+    eng.upsert([{"id": "n1", "text": "numbat gamma"}])
+    eng.writer._lockfile.close()  # type: ignore[union-attr]  # as a killed process would
+    eng2 = Engine.open(path, writable=True, background_merges=False)
+    assert [h.id for h in eng2.search(["numbat"], k=3, mode="sparse")[0].hits] == ["n1"]
+    eng2.upsert([{"id": "n2", "text": "bilby numbat"}])  # new ids continue after replay
+    eng2.refresh()
+    assert eng2.writer.merge([s.name for s in eng2.snapshot.segments])  # type: ignore[union-attr]
+    assert len(eng2.snapshot.segments) == 1
+    for word, want in (("quokka", {"q1", "q2"}), ("numbat", {"n1", "n2"}), ("bilby", {"n2"})):
+        assert {h.id for h in eng2.search([word], k=5, mode="sparse")[0].hits} == want
+    eng2.close()
+    ro = Engine.open(path)  # read-only: the words come from the commit point
+    assert {h.id for h in ro.search(["wombat"], k=5, mode="sparse")[0].hits} == {"w1"}
+    ro.close()
+
+
+def test_bm25_side_learns_new_words(tmp_path: Path) -> None:
+    """The bm25/ side beside a model's sparse side grows too (the bug: it never did)."""
+    from sparseretr.batch import build_from_corpus
+    from sparseretr.encoders import create_encoder
+
+    corpus = tmp_path / "corpus.jsonl"
+    rows = [{"_id": f"d{i}", "title": "", "text": text_for(f"d{i}", 0)} for i in range(20)]
+    corpus.write_text("\n".join(json.dumps(r) for r in rows), encoding="utf-8")
+    path = tmp_path / "idx"
+    build_from_corpus(corpus, path, create_encoder("bm25"), with_bm25=True, show_progress=False)
+    eng = Engine.open(path, writable=True, background_merges=False)
+    eng.upsert([{"id": "x", "text": "axolotl habitat"}])
+    eng.refresh()
+    for mode in ("bm25", "sparse"):
+        assert [h.id for h in eng.search(["axolotl"], k=3, mode=mode)[0].hits] == ["x"]
+    eng.close()

@@ -16,6 +16,7 @@ import pytest
 import scipy.sparse as sp
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from kernel_layouts import NO_DENSE, Layout, make_layout, query_row, random_queries
 from sparseretr.index import IndexVersionError, SparseIndex, build_index
 from sparseretr.index.postings import (
     MAX_BLOCK_SIZE,
@@ -23,21 +24,17 @@ from sparseretr.index.postings import (
     encode_postings,
     layout_ok,
     lookup_impacts,
-    postings_by_slot,
-    term_kth_impacts,
 )
 from sparseretr.index.reorder import reorder_docs
 from sparseretr.index.vectors import SparseVectors
 from sparseretr.kernels import (
-    dense_terms,
-    pruned_table_size,
+    Queries,
     scoring,
     search_exhaustive,
     search_pruned,
 )
 
 SETTINGS = settings(max_examples=40, deadline=None)
-NO_DENSE = 1 << 62  # no term has that many bytes of block rows
 
 
 def topical_docs(rng: np.random.Generator, n: int, vocab: int, topics: int) -> sp.csr_matrix:
@@ -69,80 +66,19 @@ def clustered(draw: st.DrawFn):
     docs = topical_docs(rng, n, vocab, topics)
     vecs = SparseVectors.from_scipy(docs.astype(np.float32), vocab)
     order = reorder_docs(vecs, bsize, seed=seed % 1000)
-    q = random_queries(rng, vocab, 6, exact=draw(st.booleans()))
+    q = random_queries(rng, vocab, 6, exact=draw(st.booleans()), max_terms=10, equal_weights=0)
     dense_bytes = draw(st.sampled_from([NO_DENSE, 1, 3, 8]))
     return make_layout(docs, bsize, order, dense_bytes), q, k
 
 
-def make_layout(
-    docs: sp.csr_matrix, bsize: int, order: np.ndarray, dense_bytes: int = NO_DENSE
-) -> dict:
-    """The v2 arrays of doc x term uint8 impacts (CSR by internal id), slots per `order`; the
-    terms with >= dense_bytes of block rows decoded ahead (kernels.dense_terms)."""
-    docs = sp.csr_matrix(docs, dtype=np.uint8)
-    docs.sort_indices()
-    term_ptr, slots, impacts = postings_by_slot(
-        docs.indptr.astype(np.int64), docs.indices.astype(np.int32), docs.data, order,
-        docs.shape[1],
-    )  # fmt: skip
-    block_ptr, rows, local, _ = encode_postings(term_ptr, slots, impacts, bsize)
-    dead = np.zeros(0, np.uint8)
-    arrays = (term_ptr, block_ptr, rows, local, impacts, order.astype(np.int32), dead)
-    kth = term_kth_impacts(term_ptr, impacts)
-    nb = -(-docs.shape[0] // bsize)
-    dense = dense_terms(term_ptr, block_ptr, rows, impacts, bsize, nb, dense_bytes)
-    for a in (*arrays, kth, *dense):  # read-only like a mapped index: one Numba specialization
-        a.setflags(write=False)
-    return {
-        "arrays": arrays,
-        "kth": kth,
-        "dense": dense,
-        "bsize": bsize,
-        "docs": docs,
-    }
+def exhaustive(lay: Layout, q: Queries, k: int) -> tuple[np.ndarray, np.ndarray]:
+    ws = lay.workspace(0)
+    return search_exhaustive(q, lay.postings, lay.dead, k, ws.acc, ws.touched)
 
 
-def random_queries(rng: np.random.Generator, vocab: int, nq: int, exact: bool) -> tuple:
-    """CSR queries of up to 10 terms; exact: dyadic weights (float32 sums are exact)."""
-    ptr, terms, weights = [0], [], []
-    for _ in range(nq):
-        t = np.sort(rng.choice(vocab, size=int(rng.integers(0, min(10, vocab) + 1)), replace=False))
-        w = rng.integers(1, 17, size=t.size) / 8.0 if exact else rng.random(t.size) * 3 + 1e-3
-        terms.append(t)
-        weights.append(w)
-        ptr.append(ptr[-1] + t.size)
-    return (
-        np.asarray(ptr, np.int64),
-        np.concatenate(terms).astype(np.int32),
-        np.concatenate(weights).astype(np.float32),
-    )
-
-
-def _query(q: tuple[np.ndarray, ...], r: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    ptr, terms, weights = q
-    a, b = ptr[r], ptr[r + 1]
-    return np.array([0, b - a], np.int64), terms[a:b], weights[a:b]
-
-
-def exhaustive(lay: dict, q: tuple, k: int) -> tuple[np.ndarray, np.ndarray]:
-    n = lay["docs"].shape[0]
-    acc, touched = np.zeros(n, np.float32), np.empty(n, np.int32)
-    return search_exhaustive(*q, *lay["arrays"], lay["bsize"], k, acc, touched)
-
-
-def pruned(lay: dict, q: tuple, k: int, alpha: float = 1.0, frac: float = 1.0) -> tuple:
-    nb = -(-lay["docs"].shape[0] // lay["bsize"])
-    ws = (
-        np.zeros(nb, np.float32),
-        np.zeros(pruned_table_size(max(q[1].size, 1), nb), np.int64),
-        np.zeros(1, np.int64),
-        np.empty(nb, np.int32),
-        np.zeros(lay["docs"].shape[0], np.float32),
-        np.empty(lay["docs"].shape[0], np.int32),
-    )
-    return search_pruned(
-        *q, *lay["arrays"], lay["kth"], lay["dense"], lay["bsize"], k, alpha, frac, *ws
-    )
+def pruned(lay: Layout, q: Queries, k: int, alpha: float = 1.0, frac: float = 1.0) -> tuple:
+    ws = lay.workspace(int(q.terms.size))
+    return search_pruned(q, lay.postings, lay.dead, k, alpha, frac, ws)
 
 
 # ----------------------------------------------------------------------------- safe mode
@@ -150,8 +86,8 @@ def pruned(lay: dict, q: tuple, k: int, alpha: float = 1.0, frac: float = 1.0) -
 @given(clustered())
 def test_safe_pruning_equals_exhaustive(arg) -> None:
     layout, q, k = arg
-    for r in range(q[0].size - 1):
-        qr = _query(q, r)
+    for r in range(q.indptr.size - 1):
+        qr = query_row(q, r)
         ids, scores = exhaustive(layout, qr, k)
         p_ids, p_scores, stats = pruned(layout, qr, k)
         np.testing.assert_array_equal(p_ids, ids)
@@ -171,12 +107,12 @@ def test_thousands_of_queries_and_pruning_really_skips() -> None:
         dense_bytes = NO_DENSE if trial % 3 else int(np.ceil(-(-n // bsize) * 0.3))
         layout = make_layout(docs, bsize, reorder_docs(vecs, bsize, seed=trial), dense_bytes)
         if dense_bytes != NO_DENSE:  # queries then mix dense and row-decoded terms
-            has_rows = np.diff(layout["arrays"][1]) > 0
-            assert 0 < int((layout["dense"][0] >= 0).sum()) < int(has_rows.sum())
-        q = random_queries(rng, vocab, 200, exact=bool(trial % 2))
+            has_rows = np.diff(layout.postings.block_ptr) > 0
+            assert 0 < int((layout.postings.dense_slot >= 0).sum()) < int(has_rows.sum())
+        q = random_queries(rng, vocab, 200, exact=bool(trial % 2), max_terms=10, equal_weights=0)
         for k in (1, 10):
             for r in range(200):
-                qr = _query(q, r)
+                qr = query_row(q, r)
                 ids, scores = exhaustive(layout, qr, k)
                 p_ids, p_scores, stats = pruned(layout, qr, k)
                 assert np.array_equal(p_ids, ids) and np.array_equal(p_scores, scores)
@@ -197,30 +133,23 @@ def test_one_workspace_reused_across_queries_and_generation_wrap() -> None:
     vecs = SparseVectors.from_scipy(docs.astype(np.float32), vocab)
     nb = -(-n // bsize)
     layout = make_layout(docs, bsize, reorder_docs(vecs, bsize, seed=3), dense_bytes=nb // 4)
-    q = random_queries(rng, vocab, 300, exact=False)
-    shared = (
-        np.zeros(nb, np.float32),
-        np.zeros(pruned_table_size(10, nb), np.int64),
-        np.full(1, scoring._GEN_LIMIT - 100, np.int64),  # wraps a third of the way in
-        np.empty(nb, np.int32),
-        np.zeros(n, np.float32),
-        np.empty(n, np.int32),
-    )
+    q = random_queries(rng, vocab, 300, exact=False, max_terms=10, equal_weights=0)
+    shared = layout.workspace(10)
+    shared.gen[0] = scoring._GEN_LIMIT - 100  # wraps a third of the way in
     # too small a table and accumulator: the kernel allocates its own
-    empty = np.zeros(0, np.float32), np.empty(0, np.int32)
-    tiny = (shared[0], np.zeros(1, np.int64), shared[2], shared[3], *empty)
+    tiny = shared._replace(
+        tab=np.zeros(1, np.int64), acc=np.zeros(0, np.float32), touched=np.empty(0, np.int32)
+    )
     gens = set()
     for r in range(300):
-        qr = _query(q, r)
+        qr = query_row(q, r)
         ids, scores = exhaustive(layout, qr, 10)
         ws = tiny if r % 7 == 3 else shared
-        p_ids, p_scores, _ = search_pruned(
-            *qr, *layout["arrays"], layout["kth"], layout["dense"], bsize, 10, 1.0, 1.0, *ws
-        )
+        p_ids, p_scores, _ = search_pruned(qr, layout.postings, layout.dead, 10, 1.0, 1.0, ws)
         np.testing.assert_array_equal(p_ids, ids)
         np.testing.assert_array_equal(p_scores, scores)
-        assert not shared[0].any() and not shared[4].any()  # bounds and sums handed back zeroed
-        gens.add(int(shared[2][0]))
+        assert not shared.ub.any() and not shared.acc.any()  # handed back zeroed
+        gens.add(int(shared.gen[0]))
     assert min(gens) < 100 < scoring._GEN_LIMIT - 50 < max(gens)  # it did wrap
 
 
@@ -229,9 +158,9 @@ def test_one_workspace_reused_across_queries_and_generation_wrap() -> None:
 @given(clustered(), st.sampled_from([0.3, 0.6, 0.9]), st.sampled_from([0.3, 0.7, 1.0]))
 def test_approximate_knobs_degrade_gracefully(arg, alpha: float, frac: float) -> None:
     layout, q, k = arg
-    by_term = layout["docs"].astype(np.float64).T.tocsr()
-    for r in range(q[0].size - 1):
-        qr = _query(q, r)
+    by_term = layout.docs.astype(np.float64).T.tocsr()
+    for r in range(q.indptr.size - 1):
+        qr = query_row(q, r)
         ids, _ = exhaustive(layout, qr, k)
         a_ids, a_scores, _ = pruned(layout, qr, k, alpha, frac)
         exact = ids[0][ids[0] >= 0]
@@ -308,7 +237,7 @@ def test_reordered_index_keeps_ids_and_tie_rule(tmp_path: Path) -> None:
     idx = SparseIndex.open(
         build_index(tmp_path / "i", ids_ext, vecs, encoder_config={}, block_size=4), verify=True
     )
-    order = np.asarray(idx.block_postings["doc_order"])
+    order = np.asarray(idx.kernel_postings.doc_order)
     assert not np.array_equal(order, np.arange(len(vecs)))  # it did reorder
     assert sorted(order.tolist()) == list(range(len(vecs)))
     for i in (0, 7, 150, len(vecs) - 1):

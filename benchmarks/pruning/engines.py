@@ -79,7 +79,7 @@ def build_bmp(index: SparseIndex, out: Path, block_size: int) -> dict[str, Any]:
         shutil.rmtree(out, ignore_errors=True)
         out.mkdir(parents=True)
         docs = doc_matrix(index)
-        order = np.asarray(index.block_postings["doc_order"])
+        order = np.asarray(index.kernel_postings.doc_order)
         keys = [str(t) for t in range(index.vocab_size)]
         t0 = time.perf_counter()
         ix = bmp.Indexer(str(path), block_size, False)
@@ -139,7 +139,7 @@ def build_lucene(index: SparseIndex, out: Path) -> dict[str, Any]:
         shutil.rmtree(out, ignore_errors=True)
         out.parent.mkdir(parents=True, exist_ok=True)
         docs = doc_matrix(index)
-        order = np.asarray(index.block_postings["doc_order"])
+        order = np.asarray(index.kernel_postings.doc_order)
         with tempfile.TemporaryDirectory(dir=out.parent, prefix=".lucene-") as tmp:
             coll = Path(tmp) / "collection"
             coll.mkdir()

@@ -243,9 +243,7 @@ def adapt(o: AdaptOptions) -> dict[str, Any]:
         phases["index"] = time.perf_counter() - t
     phases["total"] = time.perf_counter() - t0
     report["phases_s"] = {k: round(v, 1) for k, v in phases.items()}
-    report["cpu_minutes_per_1000_docs"] = round(
-        phases["total"] / 60 / (len(corpus.ids) / 1000), 2
-    )
+    report["cpu_minutes_per_1000_docs"] = round(phases["total"] / 60 / (len(corpus.ids) / 1000), 2)
     report["device"] = str(trainer.device)
     (out / REPORT_FILE).write_text(json.dumps(report, indent=2, default=str))
     return report

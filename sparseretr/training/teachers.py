@@ -46,7 +46,9 @@ def _bm25_scorer(data: TrainingData, member: TeacherMember, stem: Path) -> Score
     enc = BM25Encoder()
     enc.fit(data.doc_texts)
     docs_t = enc.encode_documents(data.doc_texts).to_scipy().T.tocsr()
-    return lambda texts: (enc.encode_queries(texts).to_scipy() @ docs_t).toarray()
+    return lambda texts: (
+        enc.query_weights(enc.encode_queries(texts)).to_scipy() @ docs_t
+    ).toarray()
 
 
 def dense_corpus(data: TrainingData, member: TeacherMember, stem: Path) -> tuple[Any, np.ndarray]:
