@@ -97,6 +97,7 @@ def evaluate_system(
 def _engine_rows(path: str, data: Any, **options: Any) -> list[SystemResult]:
     """Every requested mode of one index, through the same Engine the HTTP service uses
     (options: see _mode_rows)."""
+
     from sparseretr.engine import Engine
 
     modes = options["modes"]
@@ -126,6 +127,8 @@ def _mode_rows(
 ) -> list[SystemResult]:
     """knobs (prune_alpha, term_fraction) apply to the sparse, bm25 and hybrid rows; each sweep
     point (prune_alpha, term_fraction) adds a sparse row marked extra["sweep"]."""
+    from sparseretr.eval.searcher import ModeSearcher, exact_agreement
+
     knobs = knobs or {}
     manifest = engine.manifest
     base = {
@@ -139,13 +142,13 @@ def _mode_rows(
             opts = {**options, "fusion": fusion} if fusion else {}
             if mode != "dense":
                 opts.update(knobs)
-            searcher = engine.searcher(mode, **opts)
+            searcher = ModeSearcher(engine, mode, **opts)
             extra = dict(base, mode=mode, **opts)
             if mode == "sparse":
                 queries = engine.encode("sparse", list(data.queries.values()))
                 extra.update(sparse_cost(engine, queries))
                 if check_exact:
-                    extra["exact_top10_vs_brute_force"] = engine.exact_agreement(queries)
+                    extra["exact_top10_vs_brute_force"] = exact_agreement(engine, queries)
             name = engine.name if mode == "sparse" else mode
             if fusion:
                 name = f"hybrid {fusion}"
@@ -173,12 +176,18 @@ def _mode_rows(
         rows.append(
             evaluate_system(
                 f"{sparse_name} prune_alpha={a:g} term_fraction={t:g}",
-                engine.searcher("sparse", prune_alpha=a, term_fraction=t),
+                ModeSearcher(engine, "sparse", prune_alpha=a, term_fraction=t),
                 data,
                 k=k,
                 timing=timing,
-                extra={"index": str(path), "mode": "sparse", "sweep": True, "system": sparse_name,
-                       "prune_alpha": a, "term_fraction": t},
+                extra={
+                    "index": str(path),
+                    "mode": "sparse",
+                    "sweep": True,
+                    "system": sparse_name,
+                    "prune_alpha": a,
+                    "term_fraction": t,
+                },
             )  # fmt: skip
         )
     return rows

@@ -23,6 +23,8 @@ from sparseretr.metrics import evaluate
 
 
 def heldout_metrics(config: str | Path, index: str | Path, mode: str = "sparse") -> dict[str, Any]:
+    from sparseretr.eval.searcher import ModeSearcher
+
     from sparseretr.engine import Engine
     from sparseretr.training.config import load_config
     from sparseretr.training.data import load_training_data
@@ -33,7 +35,7 @@ def heldout_metrics(config: str | Path, index: str | Path, mode: str = "sparse")
     queries = {data.query_ids[q]: data.query_texts[q] for q in rows}
     engine = Engine.open(index, dense=mode in ("dense", "hybrid"), bm25=mode == "bm25")
     try:
-        run = run_retrieval(engine.searcher(mode), queries, k=100, warmup=0)
+        run = run_retrieval(ModeSearcher(engine, mode), queries, k=100, warmup=0)
         cost = {}
         if mode == "sparse":
             cost = sparse_cost(engine, engine.encode("sparse", list(queries.values())))

@@ -1,8 +1,7 @@
 """SparseIndex: open a built index (mmap by default) and search it with the Numba kernels.
 
-Why the checks split the way they do: size, dtype and shape are read from headers and stat(),
-so they run on every open and catch truncation or a swapped file for free; hashing reads every
-byte, so it runs only with verify=True.
+Opening checks the files (format.check_files) and arrays (validate.py); searching borrows the
+thread's scratch (workspace.py); brute_force is the reference (oracle.py).
 
 Why search defaults to the pruned kernel: on clustered blocks it is exact and several times
 faster; method="exhaustive" stays available, and brute_force (scipy) stays the reference.
@@ -36,20 +35,19 @@ from sparseretr.index.format import (
     load_array,
     read_manifest,
 )
+from sparseretr.index.oracle import brute_force
 from sparseretr.index.postings import (
-    KTH_LEVELS,
     check_block_size,
     decode_slots,
-    layout_ok,
     lookup_impacts,
 )
+from sparseretr.index.validate import check_arrays
 from sparseretr.index.vectors import SparseVectors
+from sparseretr.index.workspace import ThreadWorkspaces
 from sparseretr.kernels import (
     Postings,
     Queries,
-    Workspace,
     dense_terms,
-    pruned_table_size,
     search_exhaustive,
     search_exhaustive_parallel,
     search_pruned,
@@ -72,20 +70,6 @@ METHODS = ("pruned", "exhaustive")
 # went 1.5x faster (siamese) and 1.5x (inference-free). 0.5 would take 144 MB for another
 # 4-14%.
 DENSE_ROW_BYTES_PER_BLOCK = 1.0
-
-
-class _Workspace(threading.local):
-    """Per-thread search scratch, one row per batch worker; a single query uses row 0.
-
-    Allocating it per query (several MB at 1M docs) would cost more in page faults than the
-    pruned search itself, and per batch it cost a 1M-doc batch 6% of its time. Sharing row 0
-    between a thread's single queries and its batches keeps one worker's copy (8 bytes per
-    doc and the touched part of the table) out of resident memory; rows never used stay
-    unmapped.
-    """
-
-    arrays: tuple[np.ndarray, ...] = ()  # ub, tab, gen, cand, acc, touched; [rows, ...] each
-    tab_terms: int = 0
 
 
 class SparseIndex:
@@ -114,7 +98,7 @@ class SparseIndex:
         self._scale = float(manifest["quantization"]["scale"])
         self._block_size = int(manifest["layout"]["block_size"])
         self._n_blocks = -(-self.n_docs // self._block_size)
-        self._ws = _Workspace()
+        self._ws = ThreadWorkspaces(self._n_blocks, self.n_docs)
         self._decoded: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
         self._decode_lock = threading.Lock()
         self._dense: tuple[np.ndarray, ...] | None = None
@@ -129,32 +113,11 @@ class SparseIndex:
         check_files(root, manifest, verify=verify)
         files = manifest["files"]
         arrays = {name: load_array(root, name, files[name], mmap=mmap) for name in ARRAY_FILES}
-        n_docs, vocab = int(manifest["n_docs"]), int(manifest["vocab_size"])
-        n_post = int(manifest["n_postings"])
         try:
             bsize = check_block_size(manifest["layout"]["block_size"])
         except ValueError as e:
             raise CorruptIndexError(f"{root}: {e}; {REBUILD_HINT}") from e
-        tp, bp = arrays[TERM_PTR], arrays[BLOCK_PTR]
-        shapes_ok = (
-            tp.shape == (vocab + 1,)
-            and bp.shape == (vocab + 1,)
-            and tp[0] == 0
-            and tp[-1] == n_post
-            and bp[0] == 0
-            and bp[-1] == arrays[BLOCK_ROWS].shape[0]
-            and arrays[POST_DOCS].shape == (n_post,)
-            and arrays[POST_IMPACTS].shape == (n_post,)
-            and arrays[TERM_KTH].shape == (vocab, len(KTH_LEVELS))
-            and all(arrays[f].shape == (n_docs,) for f in (DOC_ORDER, DOC_SLOT, DOC_IDS))
-            and arrays[DOC_IDS_ORDER].shape == (n_docs,)
-        )
-        if not shapes_ok:
-            raise CorruptIndexError(
-                f"{root}: array shapes disagree with the manifest counts; {REBUILD_HINT}"
-            )
-        if verify:
-            _verify_postings(root, arrays, bsize, n_docs)
+        check_arrays(root, arrays, manifest, bsize, verify=verify)
         store = None
         if manifest.get("docstore"):
             store = DocStore(root / manifest["docstore"], readonly=True)
@@ -322,20 +285,20 @@ class SparseIndex:
         q = _kernel_queries(queries)
         p = self.kernel_postings
         if nq == 1 and method == "pruned":
-            work = Workspace(*(a[0] for a in self._workspace(1, int(q.terms.size))))
+            work = self._ws.one(int(q.terms.size))
             d, s, _ = search_pruned(q, p, dead, kk, alpha, term_fraction, work)
         elif nq == 1:
-            work = Workspace(*(a[0] for a in self._workspace(1, 0)))
+            work = self._ws.one(0)
             d, s = search_exhaustive(q, p, dead, kk, work.acc, work.touched)
         else:
             with _BATCH_LOCK:
                 workers = min(nq, numba.get_num_threads())
                 if method == "pruned":
                     n_terms = int(np.diff(q.indptr).max())
-                    work = Workspace(*self._workspace(workers, n_terms))
+                    work = self._ws.rows(workers, n_terms)
                     d, s, _ = search_pruned_parallel(q, p, dead, kk, alpha, term_fraction, work)
                 else:
-                    work = Workspace(*self._workspace(workers, 0))
+                    work = self._ws.rows(workers, 0)
                     d, s = search_exhaustive_parallel(q, p, dead, kk, work.acc, work.touched)
         ids[:, :kk] = d
         scores[:, :kk] = s
@@ -355,33 +318,10 @@ class SparseIndex:
         alpha, term_fraction = _check_knobs("pruned", alpha, term_fraction)
         if len(queries) == 0 or self.n_docs == 0:
             return np.zeros((len(queries), 3), dtype=np.int64)
-        work = Workspace(*(a[0] for a in self._workspace(1, int(np.diff(queries.indptr).max()))))
+        work = self._ws.one(int(np.diff(queries.indptr).max()))
         q, p = _kernel_queries(queries), self.kernel_postings
         _, _, stats = search_pruned(q, p, _NO_DEAD, min(k, self.n_docs), alpha, term_fraction, work)
         return stats
-
-    def _workspace(self, rows: int, n_terms: int) -> tuple[np.ndarray, ...]:
-        """This thread's (ub, tab, gen, cand, acc, touched), `rows` rows each (one per batch
-        worker), tables fitting queries of n_terms terms; see _Workspace."""
-        ws, nb, n = self._ws, self._n_blocks, self.n_docs
-        if not ws.arrays or ws.arrays[0].shape[0] < rows:
-            ws.arrays = (
-                np.zeros((rows, nb), dtype=np.float32),
-                np.zeros((rows, 0), dtype=np.int64),
-                np.zeros((rows, 1), dtype=np.int64),
-                np.empty((rows, nb), dtype=np.int32),
-                np.zeros((rows, n), dtype=np.float32),
-                np.empty((rows, n), dtype=np.int32),
-            )
-            ws.tab_terms = 0
-        if ws.tab_terms < n_terms:
-            # Sized for the worst case, grown by doubling; pages never written stay unmapped.
-            ws.tab_terms = max(n_terms, 2 * ws.tab_terms, 16)
-            a = ws.arrays
-            tab = np.zeros((a[0].shape[0], pruned_table_size(ws.tab_terms, nb)), dtype=np.int64)
-            a[2][:] = 0  # fresh tables: stamps restart
-            ws.arrays = (a[0], tab, *a[2:])
-        return tuple(a[:rows] for a in ws.arrays)
 
     def _dense_terms(self) -> tuple[np.ndarray, ...]:
         """kernels.dense_terms of this index, built on first use (0.16 s at 1M docs)."""
@@ -417,40 +357,11 @@ class SparseIndex:
     def brute_force(
         self, queries: SparseVectors, k: int = 10, *, dead: np.ndarray | None = None
     ) -> tuple[np.ndarray, np.ndarray]:
-        """Reference top-k via a scipy product with the doc-term matrix; same shapes and order.
-
-        The scale is factored out (Q @ impacts.T, then * scale, like the kernel) and ranking uses
-        the float32 pre-scale score, so exact ties fall exactly as in search(). The float64 sum
-        can differ from the kernel's float32 sum in the last bits for non-dyadic query weights.
-        """
+        """The reference top-k (index/oracle.py): what search() must return, from scipy."""
         k = self._check_k(k)
         self._check_queries(queries)
         live = None if dead is None else self._check_dead(dead) == 0
-        nq = len(queries)
-        ids = np.full((nq, k), -1, dtype=np.int32)
-        scores = np.zeros((nq, k), dtype=np.float32)
-        if nq == 0 or self.n_docs == 0:
-            return ids, scores
-        term_ptr, post_docs, post_impacts = self.postings
-        docs_by_term = sp.csr_matrix(
-            (post_impacts.astype(np.float64), post_docs, term_ptr),
-            shape=(self.vocab_size, self.n_docs),
-        )
-        q = queries.to_scipy().astype(np.float64)
-        q.data[q.data <= 0] = 0  # the kernel ignores non-positive query weights
-        prod = sp.csr_matrix(q @ docs_by_term)
-        for r in range(nq):
-            a, b = prod.indptr[r], prod.indptr[r + 1]
-            cols = prod.indices[a:b].astype(np.int32)
-            vals = prod.data[a:b].astype(np.float32)
-            keep = vals > 0
-            if live is not None and live.size:
-                keep &= live[cols]
-            cols, vals = cols[keep], vals[keep]
-            order = np.lexsort((cols, -vals))[:k]
-            ids[r, : order.size] = cols[order]
-            scores[r, : order.size] = vals[order] * np.float32(self._scale)
-        return ids, scores
+        return brute_force(self.postings, self.n_docs, self._scale, queries, k, live)
 
     # ---------------------------------------------------------------- checks
     def _check_dead(self, dead: np.ndarray | None) -> np.ndarray:
@@ -506,19 +417,6 @@ def _check_knobs(method: str, alpha: float, term_fraction: float) -> tuple[float
     if method == "exhaustive" and (alpha != 1 or term_fraction != 1):
         raise ValueError("alpha and term_fraction apply to method='pruned' only")
     return alpha, term_fraction
-
-
-def _verify_postings(root: Path, arrays: dict[str, np.ndarray], bsize: int, n: int) -> None:
-    """Full scans that keep the unchecked kernels in bounds; only worth it with verify=True."""
-    order, slot = np.asarray(arrays[DOC_ORDER]), np.asarray(arrays[DOC_SLOT])
-    ok = bool(n == 0 or (order.min() >= 0 and order.max() < n))
-    ok = ok and bool(np.array_equal(slot[order], np.arange(n))) if ok else False
-    ok = ok and layout_ok(
-        arrays[TERM_PTR], arrays[BLOCK_PTR], arrays[BLOCK_ROWS], arrays[POST_DOCS],
-        arrays[POST_IMPACTS], bsize, n,
-    )  # fmt: skip
-    if not ok:
-        raise CorruptIndexError(f"{root}: postings hold out-of-range values; {REBUILD_HINT}")
 
 
 def _kernel_queries(queries: SparseVectors) -> Queries:

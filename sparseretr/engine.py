@@ -17,27 +17,23 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from functools import partial
 from pathlib import Path
 from typing import Any
-
-import numpy as np
 
 from sparseretr.corpus import doc_text
 from sparseretr.dense import DenseEncoder
 from sparseretr.encoders import BM25Encoder, SparseEncoder, load_encoder
-from sparseretr.fusion import DEFAULTS, FusedHit, Normalization, convex, rrf, single
+from sparseretr.explain import explain_hits
+from sparseretr.fusion import DEFAULTS, FusedHit, Normalization, make_fuser, single
 from sparseretr.index.dense import DENSE_DIR
 from sparseretr.index.errors import UserInputError
 from sparseretr.index.format import BM25_DIR
 from sparseretr.index.segments import SegHit, Snapshot, is_segmented
-from sparseretr.index.vectors import SparseVectors
 from sparseretr.index.writer import IndexWriter
 
 MODES: tuple[str, ...] = ("sparse", "dense", "hybrid", "bm25")
-FUSIONS: tuple[str, ...] = ("rrf", "convex")
 
 
 @dataclass
@@ -276,7 +272,7 @@ class Engine:
         for name, v in (("k", k), ("candidates", candidates)):
             if isinstance(v, bool) or not isinstance(v, int) or v < 1:
                 raise UserInputError(f"{name} must be an integer >= 1, got {v!r}")
-        fuse = _fuser(fusion, rrf_k, alpha, normalization) if mode == "hybrid" else None
+        fuse = make_fuser(fusion, rrf_k, alpha, normalization) if mode == "hybrid" else None
         texts = list(queries)
         if not texts:
             return []
@@ -307,7 +303,8 @@ class Engine:
             if explain and mode != "dense":
                 t4 = time.perf_counter()
                 side = "bm25" if mode == "bm25" else "sparse"
-                result.explain = self._explain(snap, side, encoded[side], qi, fused, hits)
+                enc = self._encoder(side)
+                result.explain = explain_hits(snap, side, enc, encoded[side], qi, fused, hits)
                 timing["explain_ms"] = (time.perf_counter() - t4) * 1e3
             results.append(result)
         return results
@@ -324,30 +321,6 @@ class Engine:
             df, n = (snap or self.snapshot).doc_freqs(side)
             queries = enc.query_weights(queries, df, n)
         return queries
-
-    def exact_agreement(self, queries: SparseVectors, k: int = 10) -> dict[str, float]:
-        """Share of queries whose kernel top-k equals brute force over every live document."""
-        snap = self.snapshot
-        got, ref = snap.search("sparse", queries, k), snap.brute_force("sparse", queries, k)
-        pairs = list(zip(got, ref, strict=True))
-        same_ids = [[h.id for h in x] == [h.id for h in y] for x, y in pairs]
-        close, diffs = [], [0.0]
-        for x, y in pairs:
-            sx, sy = np.array([h.score for h in x]), np.array([h.score for h in y])
-            same_shape = sx.shape == sy.shape
-            close.append(same_shape and np.allclose(sx, sy, rtol=1e-5, atol=1e-6))
-            if same_shape and sx.size:
-                diffs.append(float(np.abs(sx - sy).max()))
-        return {
-            "queries": float(len(queries)),
-            "same_ids": float(np.mean(same_ids)) if same_ids else 1.0,
-            "same_scores": float(np.mean(close)) if close else 1.0,
-            "max_abs_score_diff": max(diffs),
-        }
-
-    def searcher(self, mode: str | None = None, **options: Any) -> ModeSearcher:
-        """The eval runner's interface over this engine: search(texts, k) -> [(id, score)]."""
-        return ModeSearcher(self, self.check_mode(mode), options)
 
     # ---------------------------------------------------------------- writes
     def upsert(self, docs: Sequence[dict[str, Any]]) -> int:
@@ -422,69 +395,3 @@ class Engine:
         if side == "dense":
             return snap.search_dense(encoded, depth)
         return snap.search(side, encoded, depth, **knobs)
-
-    def _explain(
-        self,
-        snap: Snapshot,
-        side: str,
-        qvecs: SparseVectors,
-        qi: int,
-        fused: list[FusedHit],
-        hits: dict[str, list[list[SegHit]]],
-    ) -> dict[str, list[dict[str, Any]]]:
-        """Matched tokens with query and document weights, heaviest contribution first. Dense
-        rows share the sparse numbering, so a dense-only hybrid hit still shows its tokens."""
-        where = {h.id: (h.segment, h.internal) for run in hits.values() for h in run[qi]}
-        terms, qw = qvecs.row(qi)
-        enc = self._encoder(side)
-        out = {}
-        for h in fused:
-            si, internal = where[h.id]
-            dw = snap.segments[si].side(side).term_weights(internal, terms)
-            keep = dw > 0
-            rows = [
-                {
-                    "token": t,
-                    "query_weight": float(a),
-                    "doc_weight": float(b),
-                    "contribution": float(a * b),
-                }
-                for t, a, b in zip(enc.tokens(terms[keep]), qw[keep], dw[keep], strict=True)
-            ]
-            out[h.id] = sorted(rows, key=lambda r: -r["contribution"])
-        return out
-
-
-def _fuser(
-    fusion: str, rrf_k: int, alpha: float, normalization: Normalization
-) -> Callable[[dict[str, list[tuple[str, float]]]], list[FusedHit]]:
-    """The hybrid fusion as a function of the runs, tried once on empty runs so that bad
-    parameters fail before any encoding, with fusion's own messages."""
-    if fusion == "rrf":
-        fn = partial(rrf, k=rrf_k)
-    elif fusion == "convex":
-        fn = partial(convex, alpha=alpha, normalization=normalization)
-    else:
-        raise UserInputError(f"fusion must be one of {FUSIONS}, got {fusion!r}")
-    fn({"sparse": [], "dense": []})
-    return fn
-
-
-class ModeSearcher:
-    """One engine mode with fixed options: the Searcher eval.runner times."""
-
-    def __init__(self, engine: Engine, mode: str, options: dict[str, Any]) -> None:
-        self.engine = engine
-        self.mode = mode
-        self.options = options
-        self.name = mode
-        self.last_timing: dict[str, float] = {}
-
-    def search(self, texts: list[str], k: int) -> list[list[tuple[str, float]]]:
-        results = self.engine.search(texts, k=k, mode=self.mode, **self.options)
-        # Seconds, summed over the batch (the runner adds them up over the run).
-        self.last_timing = {
-            key.replace("_ms", "_s"): sum(r.timing[key] for r in results) / 1e3
-            for key in ("encode_ms", "search_ms", "fuse_ms")
-        }
-        return [[(h.id, h.score) for h in r.hits] for r in results]

@@ -15,8 +15,9 @@ Conventions shared by both methods:
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any, Literal
 
 import numpy as np
@@ -182,3 +183,21 @@ def _ranked(
         )
         for d in order
     ]
+
+
+FUSIONS: tuple[str, ...] = ("rrf", "convex")
+
+
+def make_fuser(
+    fusion: str, rrf_k: int, alpha: float, normalization: Normalization
+) -> Callable[[Mapping[str, Run]], list[FusedHit]]:
+    """The hybrid fusion as a function of the runs, tried once on empty runs so that bad
+    parameters fail before any encoding, with fusion's own messages."""
+    if fusion == "rrf":
+        fn = partial(rrf, k=rrf_k)
+    elif fusion == "convex":
+        fn = partial(convex, alpha=alpha, normalization=normalization)
+    else:
+        raise UserInputError(f"fusion must be one of {FUSIONS}, got {fusion!r}")
+    fn({"sparse": [], "dense": []})
+    return fn

@@ -10,6 +10,7 @@ from unittest import mock
 import numpy as np
 import pytest
 from sparseretr.eval.runner import run_retrieval
+from sparseretr.eval.searcher import ModeSearcher
 from sparseretr.index import CorruptIndexError, SparseIndex
 from sparseretr.index.dense import DENSE_DIR, DenseIndex, DenseIndexError
 
@@ -103,7 +104,7 @@ def test_bad_arguments(engine: Engine) -> None:
     with pytest.raises(ValueError, match=r"unknown search mode 'semantic'.*'bm25'"):
         engine.search(["cats"], mode="semantic")
     with pytest.raises(ValueError, match="unknown search mode"):
-        engine.searcher("nope")
+        ModeSearcher(engine, "nope")
     with pytest.raises(ValueError, match="fusion must be"):
         engine.search(["cats"], fusion="max")
     with pytest.raises(ValueError, match="alpha"):
@@ -190,7 +191,7 @@ def test_batch_encodes_once_per_side(engine: Engine) -> None:
 
 
 def test_searcher_for_eval_runner(engine: Engine) -> None:
-    searcher = engine.searcher("hybrid", fusion="convex", alpha=0.7)
+    searcher = ModeSearcher(engine, "hybrid", fusion="convex", alpha=0.7)
     texts = ["cats", "stock prices"]
     got = searcher.search(texts, 3)
     want = engine.search(texts, k=3, mode="hybrid", fusion="convex", alpha=0.7)

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from sparseretr.eval.searcher import ModeSearcher, exact_agreement
 
 from sparseretr.beir import load_beir
 from sparseretr.corpus import doc_text
@@ -46,7 +47,7 @@ def index(path: Path, data, encoded, encoder, vectors=None, **options) -> Engine
 
 def run(engine: Engine, data, mode: str = "sparse", k: int = 100) -> dict[str, dict[str, float]]:
     qids = list(data.queries)
-    hits = engine.searcher(mode).search([data.queries[q] for q in qids], k)
+    hits = ModeSearcher(engine, mode).search([data.queries[q] for q in qids], k)
     return {q: dict(h) for q, h in zip(qids, hits, strict=True)}
 
 
@@ -73,7 +74,7 @@ def test_siamese_splade_and_bm25_figures_and_exactness(tmp_path, data, encoded, 
         float_m = evaluate(data.qrels, brute_force_float(q, vecs, ids, qids))
         assert abs(float_m["NDCG@10"] - m["NDCG@10"]) < 0.002
         # The Numba kernels return brute force's top-10 for every one of the 300 queries.
-        agreement = engine.exact_agreement(q)
+        agreement = exact_agreement(engine, q)
         assert agreement["same_ids"] == 1.0 and agreement["same_scores"] == 1.0
 
         # BM25 side of the same index (mode bm25): pyserini BM25 flat is 0.679; our analyzer
