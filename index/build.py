@@ -126,6 +126,25 @@ def build_index(
     return target
 
 
+def side_writer(
+    doc_ids: Sequence[str],
+    vectors: SparseVectors,
+    encoder_config: dict,
+    encoder_state: Callable[[Path], None],
+    **build_options: Any,
+) -> Callable[[Path], None]:
+    """An extras writer for a companion index over the same documents (the bm25/ side): the
+    one way a side is written, at the first build and in every later segment."""
+
+    def write(folder: Path) -> None:
+        build_index(
+            folder, doc_ids, vectors, encoder_config=encoder_config,
+            extras={ENCODER_DIR: encoder_state}, overwrite=True, **build_options,
+        )  # fmt: skip
+
+    return write
+
+
 def refuse_existing(target: Path, overwrite: bool) -> None:
     if (target.exists() or target.is_symlink()) and not overwrite:
         raise IndexExistsError(

@@ -25,6 +25,7 @@ import faiss
 import numpy as np
 from sparseretr.index.errors import SparseIndexError
 from sparseretr.index.format import fsync_dir, fsync_file
+from sparseretr.index.versioned_json import VersionedJson
 
 DENSE_DIR = "dense"
 DENSE_FORMAT = "sparseretr-dense"
@@ -226,23 +227,19 @@ class DenseIndex:
         return f"DenseIndex({str(self.path)!r}, kind={self.kind!r}, n={self.n}, dim={self.dim})"
 
 
+_CONFIG_JSON = VersionedJson(
+    DENSE_FORMAT, DENSE_FORMAT_VERSION, "dense index config", invalid=DenseIndexError,
+    foreign=DenseIndexError, outdated=DenseIndexError, hint="rebuild the dense index",
+)  # fmt: skip
+
+
 def _read_config(root: Path) -> dict[str, Any]:
     path = root / CONFIG_FILE
     if not path.is_file():
         raise DenseIndexError(
             f"{root}: {CONFIG_FILE} is missing (an interrupted write?); rebuild the dense index"
         )
-    try:
-        config = json.loads(path.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise DenseIndexError(f"{path} is not valid JSON: {e}") from e
-    if not isinstance(config, dict) or config.get("format") != DENSE_FORMAT:
-        raise DenseIndexError(f"{path} is not a {DENSE_FORMAT} config")
-    if config.get("format_version") != DENSE_FORMAT_VERSION:
-        raise DenseIndexError(
-            f"{path}: format_version {config.get('format_version')!r} is not supported "
-            f"(this code reads {DENSE_FORMAT_VERSION}); rebuild the dense index"
-        )
+    config = _CONFIG_JSON.read(path)
     try:
         ok = (
             config["kind"] in KINDS

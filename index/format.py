@@ -28,7 +28,6 @@ only the postings queries touch; dtype and shape live in the header and are chec
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import shutil
 from collections.abc import Callable
@@ -44,6 +43,7 @@ from sparseretr.index.errors import (
     IndexVersionError,
     ManifestError,
 )
+from sparseretr.index.versioned_json import VersionedJson
 
 FORMAT_NAME = "sparseretr-index"
 FORMAT_VERSION = 2
@@ -155,6 +155,22 @@ def file_entry(path: Path, arr: np.ndarray | None = None) -> dict[str, Any]:
     }
 
 
+def _version_fix(found: int, path: Path) -> str:
+    if found < FORMAT_VERSION:
+        return (
+            "an older sparseretr wrote it (version 2 added compact block postings); convert it "
+            f"without re-encoding: `sparseretr index upgrade {path.parent}`, or {REBUILD_HINT}"
+        )
+    return f"a newer sparseretr wrote it: install the matching sparseretr, or {REBUILD_HINT}"
+
+
+_MANIFEST_JSON = VersionedJson(
+    FORMAT_NAME, FORMAT_VERSION, "sparseretr index", invalid=ManifestError,
+    foreign=IndexVersionError, outdated=IndexVersionError, hint=REBUILD_HINT,
+    version_fix=_version_fix,
+)  # fmt: skip
+
+
 def read_manifest(root: Path) -> dict[str, Any]:
     """Load and validate manifest.json; raises the specific error for each way it can fail."""
     if not root.exists():
@@ -167,31 +183,7 @@ def read_manifest(root: Path) -> dict[str, Any]:
             f"{path} is missing: {root} is not a sparseretr index (or its build was "
             f"interrupted); {REBUILD_HINT}"
         )
-    try:
-        manifest = json.loads(path.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise ManifestError(f"{path} is not valid JSON ({e}); {REBUILD_HINT}") from e
-    if not isinstance(manifest, dict):
-        raise ManifestError(f"{path} must hold a JSON object; {REBUILD_HINT}")
-    if manifest.get("format") != FORMAT_NAME:
-        raise IndexVersionError(
-            f"{path} has format {manifest.get('format')!r}, expected {FORMAT_NAME!r}: "
-            f"not a sparseretr index; {REBUILD_HINT}"
-        )
-    version = manifest.get("format_version")
-    if not isinstance(version, int) or isinstance(version, bool):
-        raise ManifestError(f"{path}: format_version must be an integer, got {version!r}")
-    if version != FORMAT_VERSION:
-        fix = (
-            "an older sparseretr wrote it (version 2 added compact block postings); convert it "
-            f"without re-encoding: `sparseretr index upgrade {root}`, or {REBUILD_HINT}"
-            if version < FORMAT_VERSION
-            else f"a newer sparseretr wrote it: install the matching sparseretr, or {REBUILD_HINT}"
-        )
-        raise IndexVersionError(
-            f"{root} uses index format_version {version}, this sparseretr reads version "
-            f"{FORMAT_VERSION}: {fix}"
-        )
+    manifest = _MANIFEST_JSON.read(path)
     missing = [k for k in _REQUIRED_KEYS if k not in manifest]
     if missing:
         raise ManifestError(f"{path} lacks required fields {missing}; {REBUILD_HINT}")

@@ -4,11 +4,10 @@ quantization scales, block size and companions (bm25/, dense/)."""
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import numpy as np
-from sparseretr.index.build import build_index
+from sparseretr.index.build import build_index, side_writer
 from sparseretr.index.dense import DenseIndex
 from sparseretr.index.format import BM25_DIR, ENCODER_DIR, tree_writer
 from sparseretr.index.segments import SEGMENTS_DIR, Segment, Snapshot, open_segment
@@ -32,15 +31,10 @@ def build_segment(
     extras: dict[str, Any] = {ENCODER_DIR: tree_writer(first.sparse.encoder_dir)}
     if bm25 is not None and first.bm25 is not None:
         b = first.bm25
-
-        def write_bm25(folder: Path) -> None:
-            build_index(
-                folder, ids, bm25, encoder_config=b.encoder_config,
-                extras={ENCODER_DIR: tree_writer(b.encoder_dir)}, overwrite=True,
-                scale=scales.get("bm25"), block_size=b.block_size,
-            )  # fmt: skip
-
-        extras[BM25_DIR] = write_bm25
+        extras[BM25_DIR] = side_writer(
+            ids, bm25, b.encoder_config, tree_writer(b.encoder_dir), scale=scales.get("bm25"),
+            block_size=b.block_size,
+        )  # fmt: skip
     if dense is not None and first.dense is not None:
         extras["dense"] = DenseIndex.writer(
             dense, first.dense.encoder_config, kind=first.dense.kind

@@ -43,6 +43,7 @@ from sparseretr.index.errors import CorruptIndexError, IndexNotFoundError, Index
 from sparseretr.index.format import BM25_DIR, MANIFEST, fsync_dir, fsync_file
 from sparseretr.index.sparse_index import SparseIndex
 from sparseretr.index.vectors import SparseVectors
+from sparseretr.index.versioned_json import VersionedJson
 
 SEGMENTS_FORMAT = "sparseretr-segments"
 SEGMENTS_VERSION = 1
@@ -52,6 +53,12 @@ WAL_DIR = "wal"
 LOCK_FILE = "write.lock"
 _COMMIT_RE = re.compile(r"^commit-(\d{8})\.json$")
 SIDES = ("sparse", "bm25")
+
+
+_COMMIT_JSON = VersionedJson(
+    SEGMENTS_FORMAT, SEGMENTS_VERSION, "commit point", invalid=CorruptIndexError,
+    foreign=CorruptIndexError, outdated=IndexVersionError,
+)  # fmt: skip
 
 
 def commit_name(gen: int) -> str:
@@ -78,17 +85,7 @@ def read_commit(root: Path) -> dict[str, Any]:
     if not gens:
         raise IndexNotFoundError(f"{root} holds no commit point (commit-*.json)")
     path = root / commit_name(gens[0])
-    try:
-        commit = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise CorruptIndexError(f"{path} is not a readable commit point ({e})") from e
-    if not isinstance(commit, dict) or commit.get("format") != SEGMENTS_FORMAT:
-        raise CorruptIndexError(f"{path} is not a {SEGMENTS_FORMAT} commit point")
-    if commit.get("format_version") != SEGMENTS_VERSION:
-        raise IndexVersionError(
-            f"{path} has segments format_version {commit.get('format_version')!r}; this "
-            f"sparseretr reads {SEGMENTS_VERSION}"
-        )
+    commit = _COMMIT_JSON.read(path)
     try:
         segs = commit["segments"]
         for s in segs:

@@ -56,7 +56,9 @@ def single(system: str, run: Run) -> list[FusedHit]:
 
 
 def rrf(
-    runs: Mapping[str, Run], k: int = 60, weights: Mapping[str, float] | None = None
+    runs: Mapping[str, Run],
+    k: int = DEFAULTS["rrf_k"],
+    weights: Mapping[str, float] | None = None,
 ) -> list[FusedHit]:
     """Reciprocal rank fusion: score(d) = sum_s w_s / (k + rank_s(d)) over systems that found d.
 

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from sparseretr.encoders import BM25Encoder, SparseEncoder
-from sparseretr.index import build_index
+from sparseretr.index.build import side_writer
 from sparseretr.index.segments import build_segmented
 from sparseretr.index.vectors import SparseVectors
 
@@ -74,19 +74,10 @@ def folder_bytes(path: Path) -> int:
 
 
 def _bm25_extra(ids: list[str], texts: list[str]) -> Callable[[Path], None]:
-    def write(folder: Path) -> None:
-        enc = BM25Encoder()
-        enc.fit(texts)
-        build_index(
-            folder,
-            ids,
-            enc.encode_documents(texts),
-            encoder_config=enc.config(),
-            extras={"encoder": enc.save_state},
-            overwrite=True,
-        )
-
-    return write
+    """The bm25/ side: BM25 fitted on these texts (its vocabulary and avgdl)."""
+    enc = BM25Encoder()
+    enc.fit(texts)
+    return side_writer(ids, enc.encode_documents(texts), enc.config(), enc.save_state)
 
 
 def write_index(

@@ -153,7 +153,7 @@ def test_hybrid_fuses_the_union(engine: Engine) -> None:
         "dense": [(h.id, h.score) for h in dense.hits],
     }
     (hybrid,) = engine.search(q, k=4, mode="hybrid", candidates=8, fusion="rrf", rrf_k=60)
-    assert [(h.id, h.score) for h in hybrid.hits] == [(h.id, h.score) for h in rrf(runs)[:4]]
+    assert [(h.id, h.score) for h in hybrid.hits] == [(h.id, h.score) for h in rrf(runs, k=60)[:4]]
     assert hybrid.hits[0].id == "d5"
     assert hybrid.hits[0].components["sparse"]["rank"] == 1
     assert hybrid.hits[1].components["sparse"] == {"score": None, "rank": None}  # dense-only

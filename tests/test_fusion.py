@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from sparseretr.fusion import FusedHit, convex, rrf, single
+from sparseretr.fusion import DEFAULTS, FusedHit, convex, rrf, single
 
 # Two systems, four docs; d1 and d3 swap ranks 1 and 3, d2 and d4 both sit at rank 2.
 A = [("d1", 9.0), ("d2", 5.0), ("d3", 1.0)]
@@ -34,8 +34,10 @@ def test_rrf_formula_and_ties() -> None:
     assert ids(hits) == ["d1", "d3", "d2", "d4"]
     assert scores(hits) == pytest.approx({"d1": 0.75, "d3": 0.75, "d2": 1 / 3, "d4": 1 / 3})
     assert hits[0].score == hits[1].score  # an exact tie, not a near one
-    hits60 = rrf({"a": A, "b": B})
+    hits60 = rrf({"a": A, "b": B}, k=60)
     assert scores(hits60)["d1"] == pytest.approx(1 / 61 + 1 / 63)
+    k0 = DEFAULTS["rrf_k"]  # the default is the service's, chosen on train: one source
+    assert scores(rrf({"a": A, "b": B}))["d1"] == pytest.approx(1 / (k0 + 1) + 1 / (k0 + 3))
 
 
 def test_rrf_components_and_weights() -> None:

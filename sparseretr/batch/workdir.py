@@ -26,6 +26,7 @@ import numpy as np
 from sparseretr.index.errors import UserInputError
 from sparseretr.index.format import fsync_dir
 from sparseretr.index.vectors import SparseVectors
+from sparseretr.index.versioned_json import VersionedJson
 
 WORK_FORMAT = "sparseretr-work"
 WORK_VERSION = 1
@@ -232,13 +233,11 @@ def _read_manifest(root: Path) -> dict[str, Any] | None:
     path = root / MANIFEST
     if not path.is_file():
         return None
-    try:
-        m = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise WorkDirError(f"{path} is unreadable ({e}); delete {root} and run again") from e
-    if not isinstance(m, dict) or m.get("format") != WORK_FORMAT:
-        raise WorkDirError(f"{root} is not a sparseretr work folder; move it away or delete it")
-    if m.get("format_version") != WORK_VERSION:
+    m = VersionedJson(
+        WORK_FORMAT, None, "sparseretr work folder", invalid=WorkDirError, foreign=WorkDirError,
+        outdated=WorkDirError, hint=f"move {root} away or delete it, then run again",
+    ).read(path)  # fmt: skip
+    if m["format_version"] != WORK_VERSION:
         return {**m, "key": {"format_version": m.get("format_version")}}  # refused as a mismatch
     return m
 
