@@ -65,10 +65,9 @@ _NO_DEAD.setflags(write=False)
 
 METHODS = ("pruned", "exhaustive")
 # A term whose block rows take at least this many bytes per block of the index is decoded
-# ahead for the pruned search (kernels.dense_terms), at 2.5 bytes per block in RAM. At 1M
-# synthetic docs: 386 terms, 60 MB (7% of the index), built in 0.16 s on first search; k=10
-# went 1.5x faster (siamese) and 1.5x (inference-free). 0.5 would take 144 MB for another
-# 4-14%.
+# ahead for the pruned search (kernels.dense_terms), at 2.5 bytes per block in RAM: a few
+# hundred long terms buy most of the speed-up for a small share of the index's memory
+# (benchmarks/README.md, "Measurements behind code choices").
 DENSE_ROW_BYTES_PER_BLOCK = 1.0
 
 
@@ -324,7 +323,7 @@ class SparseIndex:
         return stats
 
     def _dense_terms(self) -> tuple[np.ndarray, ...]:
-        """kernels.dense_terms of this index, built on first use (0.16 s at 1M docs)."""
+        """kernels.dense_terms of this index, built on first use (a fraction of a second)."""
         if self._dense is None:
             with self._decode_lock:
                 if self._dense is None:

@@ -12,7 +12,8 @@ class ThreadWorkspaces(threading.local):
     """Each thread's kernels.Workspace, one row per batch worker; a single query uses row 0.
 
     Allocating it per query (several MB at 1M docs) would cost more in page faults than the
-    pruned search itself, and per batch it cost a 1M-doc batch 6% of its time. Sharing row 0
+    pruned search itself, and per batch a measurable share of a batch's time (benchmarks/
+    README.md, "Measurements behind code choices"). Sharing row 0
     between a thread's single queries and its batches keeps one worker's copy (8 bytes per
     doc and the touched part of the table) out of resident memory; rows never used stay
     unmapped.

@@ -426,7 +426,7 @@ def _heapsort(hs: np.ndarray, hd: np.ndarray, m: int) -> None:
         _sift_down(hs, hd, 0, end)
 
 
-@njit(cache=True, nogil=True, inline="always")  # a call per row otherwise: k=1000 ran 1.6x slower
+@njit(cache=True, nogil=True, inline="always")  # a call per row costs large k (benchmarks/README)
 def _add_postings(
     acc: np.ndarray,
     touched: np.ndarray,
@@ -1064,9 +1064,9 @@ def search_pruned_parallel(
 
     Worker w uses row w of each workspace array (ub[W, n_blocks], tab[W, L], gen[W, 1],
     cand[W, n_blocks], acc[W, n_docs], touched[W, n_docs]; per row, _pruned_row's contract).
-    The caller keeps them between batches: fresh ones cost a 1M-doc batch ~11k page faults
-    per worker, 6% of its time on one thread and more on two, where the workers fault into
-    one address space. Pass one row per Numba thread (numba.get_num_threads()).
+    The caller keeps them between batches: fresh ones cost a 1M-doc batch thousands of page
+    faults per worker, more on two threads, where the workers fault into one address space.
+    Pass one row per Numba thread (numba.get_num_threads()).
     """
     nq = q.indptr.shape[0] - 1
     n_docs = p.doc_order.shape[0]

@@ -123,7 +123,8 @@ class Engine:
 
         torch_threads: intra-op threads for query encoding (process-wide). One by default:
         a query is a few dozen tokens, so OpenMP fan-out costs more than it saves, and under
-        load its spinning threads made a query ~40x slower here; concurrency comes from
+        load its spinning threads made queries many times slower (benchmarks/README.md,
+        "Measurements behind code choices"); concurrency comes from
         serving several queries at once instead. None leaves torch's setting alone.
         """
         if torch_threads is not None:
