@@ -329,8 +329,8 @@ class SparseIndex:
                 if self._dense is None:
                     need = max(1, int(np.ceil(DENSE_ROW_BYTES_PER_BLOCK * self._n_blocks)))
                     out = dense_terms(
-                        self._term_ptr, self._block_ptr, self._block_rows, self._post_impacts,
-                        self._block_size, self._n_blocks, need,
+                        self._term_ptr, self._block_ptr, self._block_rows, self._post_docs,
+                        self._post_impacts, self._block_size, self._n_blocks, need,
                     )  # fmt: skip
                     for a in out:
                         a.setflags(write=False)

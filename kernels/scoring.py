@@ -75,12 +75,13 @@ Queries.__doc__ = """CSR query rows: indptr int64[nq + 1], terms int32, weights 
 Postings = namedtuple(
     "Postings",
     ["term_ptr", "block_ptr", "block_rows", "post_docs", "post_impacts", "doc_order",
-     "term_kth", "dense_slot", "dense_max", "dense_count", "dense_offset", "bsize"],
+     "term_kth", "dense_slot", "dense_max", "dense_count", "dense_offset",
+     "dense_chunk_slot", "dense_pos", "bsize"],
 )  # fmt: skip
 Postings.__doc__ = """One index as the kernels read it (the layout in the module notes):
 term_ptr int64[vocab + 1], block_ptr int64[vocab + 1], block_rows uint8, post_docs uint8 (slot
 within its block), post_impacts uint8, doc_order int32[n_docs] (internal id at each slot),
-term_kth uint8[vocab, 3] (k-th largest impact at k = 10, 100, 1000), dense_* (the four
+term_kth uint8[vocab, 3] (k-th largest impact at k = 10, 100, 1000), dense_* (the six
 arrays of dense_terms, in its order; only the pruned search reads them and term_kth), bsize
 (documents per block). Flat, no nested tuple: Numba's parallel loops cannot take one."""
 
@@ -107,6 +108,10 @@ _STATS = 3  # per query: candidate blocks, blocks scored, block rows read (dense
 _BEST_FIRST_MIN = 64
 _ROWS_PER_LOOKUP = 32
 _BUCKETS = 1024  # bound buckets of the candidate ordering
+_SCAN_ALL_SHARE = 4  # scan every slot once a query's postings reach 1/4 of the documents
+_EXHAUSTIVE_AT = 30.0  # _exhaustive_wins: postings per doc x sqrt(k) from which to skip pruning
+_HIST_MIN_K = 64  # from this k, a full scan finds the k-th score's bucket first (_offer_all)
+_HIST_SHIFT = 19  # bucket = float32 bits >> 19: exponent and 4 mantissa bits
 
 
 # ---------------------------------------------------------------------------------- layout
@@ -144,15 +149,14 @@ def _count_bits(bsize: int) -> int:
     return cb
 
 
-@njit(cache=True, nogil=True)
-def _next_row(
-    rows: np.ndarray, r: int, blk: int, p: int, post_impacts: np.ndarray, cb: int
-) -> tuple[int, int, int, int]:
-    """Decode the row at byte r of a term whose block id so far is blk and whose postings
-    continue at p: returns (byte after the row, its block, its posting count, its max).
+@njit(cache=True, nogil=True, inline="always")
+def _next_row_lean(rows: np.ndarray, r: int, blk: int, cb: int) -> tuple[int, int, int]:
+    """Decode the row at byte r of a term whose block id so far is blk: (byte after the row,
+    its block, its posting count), without the block max, for passes that add every
+    posting and never compare bounds.
 
-    Indexes with unsigned copies of r and p: Numba then skips its negative-index wraparound
-    test on every load, a quarter of the work of this loop (r, p >= 0 always).
+    Indexes with unsigned copies of r: Numba then skips its negative-index wraparound test
+    on every load, a quarter of the work of this loop (r >= 0 always).
     """
     u = np.uint64(r)
     h = np.int64(rows[u])
@@ -169,12 +173,21 @@ def _next_row(
         blk += x
     else:
         blk += g
-    # Both loads, then a select: a branch on c > 1 mispredicts on most terms' rows.
-    m_row = np.int64(rows[min(u, np.uint64(rows.shape[0] - 1))])
-    m_post = np.int64(post_impacts[np.uint64(p)])
+    return np.int64(u) + np.int64(c > 1), blk, c
+
+
+@njit(cache=True, nogil=True)
+def _next_row(
+    rows: np.ndarray, r: int, blk: int, p: int, post_impacts: np.ndarray, cb: int
+) -> tuple[int, int, int, int]:
+    """Decode the row at byte r of a term whose block id so far is blk and whose postings
+    continue at p: returns (byte after the row, its block, its posting count, its max)."""
+    r, blk, c = _next_row_lean(rows, r, blk, cb)
     multi = c > 1
-    r = np.int64(u)
-    return r + np.int64(multi), blk, c, (m_row if multi else m_post)
+    # Both loads, then a select: a branch on c > 1 mispredicts on most terms' rows.
+    m_row = np.int64(rows[min(np.uint64(r - np.int64(multi)), np.uint64(rows.shape[0] - 1))])
+    m_post = np.int64(post_impacts[np.uint64(p)])
+    return r, blk, c, (m_row if multi else m_post)
 
 
 @njit(cache=True, nogil=True)
@@ -450,6 +463,132 @@ def _add_postings(
     return n
 
 
+@njit(cache=True, nogil=True, inline="always")
+def _add_plain(
+    acc: np.ndarray,
+    base: int,
+    p: int,
+    end: int,
+    w: float,
+    post_docs: np.ndarray,
+    post_impacts: np.ndarray,
+) -> None:
+    """acc[base + local id] += w * impact for postings [p, end), without recording touches:
+    the caller then scans every slot (_offer_all)."""
+    for q in range(np.uint64(p), np.uint64(end)):
+        acc[np.uint64(base + post_docs[q])] += w * np.float32(post_impacts[q])
+
+
+@njit(cache=True, nogil=True)
+def _offer_all(
+    acc: np.ndarray,
+    doc_order: np.ndarray,
+    dead: np.ndarray,
+    k: int,
+    hs: np.ndarray,
+    hd: np.ndarray,
+    size: int,
+    floor: float,
+) -> int:
+    """Offer every live doc whose slot has a non-zero sum of at least floor (a score the k-th
+    best reaches, _kth_floor) to the heap, zeroing acc: a sequential pass over all slots,
+    for queries that touch a large share of them.
+
+    Large k: a first pass counts the sums by their float32 bit pattern's top bits (monotone
+    for positive floats) and raises floor to the lowest bucket the k-th best can be in, so
+    the heap sees about k documents instead of a stream of replacements."""
+    n = doc_order.shape[0]
+    if k >= _HIST_MIN_K and dead.shape[0] == 0:
+        nh = 1 << (31 - _HIST_SHIFT)
+        hist = np.zeros((4, nh), dtype=np.int32)  # 4 interleaved: no store-to-load chains
+        bits = acc[:n].view(np.int32)
+        lo_bits = np.array([np.float32(floor)]).view(np.int32)[0]
+        lo_bits = max(lo_bits, 1)  # zero sums are untouched slots
+        for s in range(n):
+            x = bits[s]
+            if x >= lo_bits:
+                hist[s & 3, x >> _HIST_SHIFT] += 1
+        seen = 0
+        for h in range(nh - 1, -1, -1):
+            seen += hist[0, h] + hist[1, h] + hist[2, h] + hist[3, h]
+            if seen >= k:
+                lo = np.int32(h << _HIST_SHIFT)
+                floor = max(floor, np.array([lo]).view(np.float32)[0])
+                break
+    for s in range(n):
+        v = acc[s]
+        if v != 0:
+            acc[s] = 0
+            if v >= floor and (size < k or (k > 0 and v >= hs[0])):
+                d = doc_order[s]
+                if dead.shape[0] == 0 or dead[d] == 0:
+                    size = _offer(hs, hd, size, k, v, d)
+    return size
+
+
+@njit(cache=True, nogil=True)
+def _add_dense_term(acc: np.ndarray, s: int, p0: int, p1: int, w: float, p: Postings) -> None:
+    """acc[slot] += w * impact for every posting [p0, p1) of dense term row s: one flat loop
+    per 16-block chunk (dense_chunk_slot), not one short loop per block."""
+    doff, cslot, imp = p.dense_offset, p.dense_chunk_slot, p.post_impacts
+    nch = (p.dense_count.shape[1] + (1 << _CHUNK_SHIFT) - 1) >> _CHUNK_SHIFT  # with blocks
+    shift = np.uint64(p.dense_pos[s] - p0)  # chunk_slot index of posting q: q + shift
+    span = p.bsize << _CHUNK_SHIFT
+    for ch in range(nch):
+        a = doff[s, ch]
+        b = doff[s, ch + 1] if ch + 1 < nch else p1
+        base = ch * span
+        for q in range(np.uint64(a), np.uint64(b)):
+            acc[np.uint64(base + cslot[q + shift])] += w * np.float32(imp[q])
+
+
+@njit(cache=True, nogil=True)
+def _exhaustive_wins(n_post: int, n_docs: int, k: int) -> bool:
+    """The cost model of the exact search: pruning pays while few blocks can hold the top-k.
+    With many postings per document (flat, long queries) and a large k, most blocks stay
+    candidates, and walking every posting once in slot order (_exhaustive_row) costs less
+    than bounding, ordering and then scoring nearly every block. The boundary, postings per
+    document x sqrt(k) >= _EXHAUSTIVE_AT, was fitted on synthetic collections (see
+    benchmarks/README.md); both sides are exact, so it only moves time."""
+    return n_post * np.sqrt(np.float64(k)) >= _EXHAUSTIVE_AT * n_docs
+
+
+@njit(cache=True, nogil=True)
+def _kth_floor(
+    terms: np.ndarray,
+    weights: np.ndarray,
+    a: int,
+    b: int,
+    term_kth: np.ndarray,
+    k: int,
+    dead: np.ndarray,
+) -> np.float32:
+    """A score the k-th best document reaches before any is scored: >= k docs score at least
+    w * (k'-th largest impact of term t), k' >= k, for each query term (terms[a:b], valid
+    ones). Nothing below it can enter the top-k, so it never needs the heap. 0 with
+    deletions (the k'-th impact may belong to a deleted doc) or k > 1000."""
+    col = 0 if k <= 10 else (1 if k <= 100 else (2 if k <= 1000 else -1))
+    theta = np.float32(0)
+    if dead.shape[0] > 0 or col < 0:
+        return theta
+    vocab = term_kth.shape[0]
+    for j in range(a, b):
+        t = terms[j]
+        if 0 <= t < vocab:
+            v = np.float32(weights[j]) * np.float32(term_kth[t, col])
+            if v > theta:
+                theta = v
+    return theta
+
+
+@njit(cache=True, nogil=True)
+def _scan_all(p: Postings, n_postings: int) -> bool:
+    """Accumulate without a touched list and scan every slot once the postings to add reach
+    1/_SCAN_ALL_SHARE of the documents: the scan is sequential and branch-light, while the
+    touched list costs a test and a store per posting."""
+    return n_postings * _SCAN_ALL_SHARE >= p.doc_order.shape[0]
+
+
 @njit(cache=True, nogil=True)
 def _offer_touched(
     acc: np.ndarray,
@@ -488,28 +627,52 @@ def _exhaustive_row(
     out_ids: np.ndarray,
     out_scores: np.ndarray,
 ) -> int:
-    """Score query row qi over every posting; top-k into out_*[qi]. acc: zero in/out."""
+    """Score query row qi over every posting; top-k into out_*[qi]. acc: zero in/out.
+
+    Terms in query order (the float32 sums of every path). Many postings: no touched list,
+    one scan of all slots (_scan_all), and terms decoded ahead walk their per-block counts
+    instead of decoding rows; few postings: a touched list, so the cost stays O(postings).
+    """
     term_ptr, block_ptr, block_rows = p.term_ptr, p.block_ptr, p.block_rows
     post_docs, post_impacts, bsize = p.post_docs, p.post_impacts, p.bsize
+    dense_of = p.dense_slot
     vocab = term_ptr.shape[0] - 1
     cb = _count_bits(bsize)
+    qa, qb = q.indptr[qi], q.indptr[qi + 1]
+    n_post = 0
+    for j in range(qa, qb):
+        t = q.terms[j]
+        if 0 <= t < vocab and q.weights[j] > 0:
+            n_post += term_ptr[t + 1] - term_ptr[t]
+    plain = _scan_all(p, n_post)
     n_touched = 0
-    for j in range(q.indptr[qi], q.indptr[qi + 1]):
+    for j in range(qa, qb):
         t = q.terms[j]
         w = np.float32(q.weights[j])
         if t < 0 or t >= vocab or not w > 0:
             continue
         pp = term_ptr[t]
+        s = dense_of[t]
+        if plain and s >= 0:
+            _add_dense_term(acc, s, pp, term_ptr[t + 1], w, p)
+            continue
         blk = -1
         r, r1 = block_ptr[t], block_ptr[t + 1]
         while r < r1:
-            r, blk, c, _ = _next_row(block_rows, r, blk, pp, post_impacts, cb)
-            n_touched = _add_postings(
-                acc, touched, n_touched, blk * bsize, pp, pp + c, w, post_docs, post_impacts
-            )
+            r, blk, c = _next_row_lean(block_rows, r, blk, cb)
+            if plain:
+                _add_plain(acc, blk * bsize, pp, pp + c, w, post_docs, post_impacts)
+            else:
+                n_touched = _add_postings(
+                    acc, touched, n_touched, blk * bsize, pp, pp + c, w, post_docs, post_impacts
+                )
             pp += c
     hs, hd = out_scores[qi], out_ids[qi]
-    m = _offer_touched(acc, touched, n_touched, p.doc_order, dead, k, hs, hd, 0)
+    if plain:
+        floor = _kth_floor(q.terms, q.weights, qa, qb, p.term_kth, k, dead)
+        m = _offer_all(acc, p.doc_order, dead, k, hs, hd, 0, floor)
+    else:
+        m = _offer_touched(acc, touched, n_touched, p.doc_order, dead, k, hs, hd, 0)
     _heapsort(hs, hd, m)
     return m
 
@@ -756,19 +919,23 @@ def dense_terms(
     term_ptr: np.ndarray,
     block_ptr: np.ndarray,
     block_rows: np.ndarray,
+    post_docs: np.ndarray,
     post_impacts: np.ndarray,
     bsize: int,
     n_blocks: int,
     min_row_bytes: int,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Block rows of the terms with >= min_row_bytes of them, decoded into dense arrays.
 
     Returns (slot int32[vocab]: -1, or the term's row in the others; max uint8[n, n_blocks]:
     block max, 0 where absent; count uint8[n, n_blocks]: postings in the block; offset
-    int64[n, n_blocks // 16 + 1]: first posting of each 16-block chunk). A term found in
-    most blocks then costs step 1 of the pruned search one vectorized add per block instead
-    of a variable-length row decode each: at 1M docs such terms hold half of a long query's
-    rows. Derived from the stored rows, so the index format does not change.
+    int64[n, n_blocks // 16 + 1]: first posting of each 16-block chunk; chunk_slot
+    uint16[their postings]: each posting's slot within its 16-block chunk; pos int64[n + 1]:
+    where term row i's postings start in chunk_slot). A term found in most blocks then costs
+    step 1 of the pruned search one vectorized add per block instead of a variable-length
+    row decode each (at 1M docs such terms hold half of a long query's rows), and a pass that
+    adds all its postings one flat loop per chunk instead of one short loop per block.
+    Derived from the stored rows, so the index format does not change.
     """
     vocab = term_ptr.shape[0] - 1
     slot = np.full(vocab, -1, dtype=np.int32)
@@ -780,7 +947,15 @@ def dense_terms(
     dmax = np.zeros((n, n_blocks), dtype=np.uint8)
     dcnt = np.zeros((n, n_blocks), dtype=np.uint8)
     doff = np.zeros((n, (n_blocks >> _CHUNK_SHIFT) + 1), dtype=np.int64)
+    pos = np.zeros(n + 1, dtype=np.int64)
+    for t in range(vocab):
+        if slot[t] >= 0:
+            pos[slot[t] + 1] = term_ptr[t + 1] - term_ptr[t]
+    for i in range(n):
+        pos[i + 1] += pos[i]
+    cslot = np.zeros(pos[n], dtype=np.uint16)  # < 16 * bsize <= 2048
     cb = _count_bits(bsize)
+    mask = (1 << _CHUNK_SHIFT) - 1
     for t in range(vocab):
         s = slot[t]
         if s < 0:
@@ -792,13 +967,15 @@ def dense_terms(
             r, blk, c, mx = _next_row(block_rows, r, blk, p, post_impacts, cb)
             dmax[s, blk] = mx
             dcnt[s, blk] = c
+            for q in range(p, p + c):
+                cslot[pos[s] + q - term_ptr[t]] = (blk & mask) * bsize + post_docs[q]
             p += c
         p = term_ptr[t]
         for b in range(n_blocks):
-            if (b & ((1 << _CHUNK_SHIFT) - 1)) == 0:
+            if (b & mask) == 0:
                 doff[s, b >> _CHUNK_SHIFT] = p
             p += dcnt[s, b]
-    return slot, dmax, dcnt, doff
+    return slot, dmax, dcnt, doff, cslot, pos
 
 
 @njit(cache=True, nogil=True)
@@ -874,6 +1051,17 @@ def _pruned_row(
     nv = _select_terms(q.terms, q.weights, qa, qb, vocab, term_fraction, ts, ws)
     if nv == 0 or k <= 0:
         return 0
+    if alpha >= 1.0 and term_fraction >= 1.0:
+        n_post = 0
+        for j in range(nv):
+            n_post += term_ptr[ts[j] + 1] - term_ptr[ts[j]]
+        n_docs = p.doc_order.shape[0]
+        if _exhaustive_wins(n_post, n_docs, k):
+            if acc.shape[0] < n_docs or touched.shape[0] < n_docs:
+                acc = np.zeros(n_docs, dtype=np.float32)
+                touched = np.empty(n_docs, dtype=np.int32)
+            stats[qi, 0] = stats[qi, 1] = nb  # every block a candidate, every one scored
+            return _exhaustive_row(q, qi, p, dead, k, acc, touched, out_ids, out_scores)
     nch = (nb >> _CHUNK_SHIFT) + 1
     base = nv * nch
     need = _table_need(ts, 0, nv, term_ptr, vocab, nb)
@@ -888,17 +1076,7 @@ def _pruned_row(
         gen[0] = g
     stamp = g << _GEN_SHIFT
 
-    # A threshold before any block is scored: >= k docs score at least w * (k'-th impact).
-    # Not with deletions: the k'-th impact may belong to a deleted doc, so no floor then.
-    col = 0 if k <= 10 else (1 if k <= 100 else (2 if k <= 1000 else -1))
-    if dead.shape[0] > 0:
-        col = -1
-    theta0 = np.float32(0)
-    if col >= 0:
-        for j in range(nv):
-            v = ws[j] * np.float32(term_kth[ts[j], col])
-            if v > theta0:
-                theta0 = v
+    theta0 = _kth_floor(ts, ws, 0, nv, term_kth, k, dead)
 
     # 1. Upper bounds per block, and each term's rows as (block, posting offset) pairs written
     # front to back, with the directory pointing into them: one sequential scan per term.

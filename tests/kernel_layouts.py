@@ -70,7 +70,8 @@ def make_layout(
     kth = term_kth_impacts(term_ptr, impacts)
     nb = -(-docs.shape[0] // bsize)
     dense = tuple(
-        readonly(a) for a in dense_terms(term_ptr, block_ptr, rows, impacts, bsize, nb, dense_bytes)
+        readonly(a)
+        for a in dense_terms(term_ptr, block_ptr, rows, local, impacts, bsize, nb, dense_bytes)
     )
     arrays = (term_ptr, block_ptr, rows, local, impacts, order.astype(np.int32), kth)
     return Layout(Postings(*(readonly(a) for a in arrays), *dense, bsize), docs)

@@ -183,6 +183,27 @@ def _tiny(order: list[int] | None = None, bsize: int = 2) -> Case:
     return Case(lay, Queries(np.zeros(1, np.int64), *one_query([], [])[1:]), 10, True)
 
 
+@pytest.mark.parametrize("bsize", [1, 2, 16, 128])
+@pytest.mark.parametrize("chunks", [1, 3])
+@pytest.mark.parametrize("density", [0.01, 0.6])
+def test_full_chunks_of_terms_decoded_ahead(bsize: int, chunks: int, density: float) -> None:
+    """Block counts that fill whole 16-block chunks, every term decoded ahead, and queries
+    dense enough to add every posting without a touched list (0.6) or sparse enough to keep
+    one (0.01): each way of walking postings equals brute force."""
+    rng = np.random.default_rng(bsize * 10 + chunks)
+    n_docs, vocab = 16 * chunks * bsize, 40
+    mask = rng.random((n_docs, vocab)) < density
+    docs = sp.csr_matrix(np.where(mask, rng.integers(1, 9, (n_docs, vocab)), 0).astype(np.uint8))
+    layout = make_layout(docs, bsize, rng.permutation(n_docs).astype(np.int32), dense_bytes=1)
+    case = Case(layout, random_queries(rng, vocab, 12, exact=True), 7, True)
+    dense, refs = reference(case)
+    for r in range(case.nq):
+        ids, scores = exhaustive(case, case.query(r), case.k)
+        check_against_reference(case, dense[r], refs[r], ids[0], scores[0])
+        p_ids, p_scores, _ = pruned(case, case.query(r), case.k)
+        np.testing.assert_array_equal(p_ids, ids)
+
+
 @pytest.mark.parametrize("order", [[0, 1, 2, 3, 4], [4, 3, 2, 1, 0], [3, 0, 4, 1, 2]])
 def test_ties_break_by_smaller_internal_id(order: list[int]) -> None:
     """Whatever the slot order, equal scores come back by ascending internal id."""

@@ -38,6 +38,25 @@ def ours(index: SparseIndex, queries: SparseVectors, **knobs: Any) -> SearchFn:
     return run
 
 
+def naive_engine(index: SparseIndex, queries: SparseVectors) -> SearchFn:
+    """The floor (naive.py): dense int32 accumulator, one heap over all docs; integer query
+    weights (the benchmark's queries are quantized to integers, see run.integer_queries)."""
+    from benchmarks.pruning.naive import naive_topk
+
+    term_ptr, post_docs, post_impacts = index.postings
+    acc = np.zeros(index.n_docs, np.int32)
+    rows = [
+        (np.ascontiguousarray(t), np.ascontiguousarray(w.astype(np.int32)))
+        for t, w in (queries.row(i) for i in range(len(queries)))
+    ]
+
+    def run(i: int, k: int) -> np.ndarray:
+        ids, _ = naive_topk(term_ptr, post_docs, post_impacts, *rows[i], k, acc)
+        return ids.astype(np.int64)
+
+    return run
+
+
 def docs_by_term(index: SparseIndex) -> sp.csr_matrix:
     """[vocab, n_docs] float32 impacts, the matrix the scipy engine multiplies with."""
     tp, pd, pi = index.postings
