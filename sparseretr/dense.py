@@ -11,7 +11,7 @@ from typing import Any, Self
 
 import numpy as np
 
-from sparseretr.encoders._torch import pick_device
+from sparseretr.encoders._torch import inference, pick_device, resolve_dtype
 from sparseretr.index.errors import UserInputError
 from sparseretr.models import DEFAULT_DENSE, resolve_model
 
@@ -28,7 +28,10 @@ class DenseEncoder:
         batch_size: int = 64,
         device: str | None = None,
         max_length: int = 256,
+        dtype: str | None = None,
     ) -> None:
+        """dtype: "bfloat16"/"float16" runs the model under autocast (lossy, faster where the
+        hardware has it: GPUs, CPUs with AVX512-BF16); None or "auto" keeps float32 on CPU."""
         # Imported here: sentence-transformers takes seconds to import, and sparse-only users
         # (and `import sparseretr.engine`) should not pay for it.
         from sentence_transformers import SentenceTransformer
@@ -40,6 +43,7 @@ class DenseEncoder:
         self.model_ref = str(model)
         path = resolve_model(model)  # ModelNotFoundError with the fix when it isn't available
         self.device = pick_device(device)
+        self.autocast = resolve_dtype(self.device, dtype)
         # resolve_model already gave a local folder; local_files_only keeps the loader from
         # consulting the Hub (HF_HUB_OFFLINE or not), so loading never touches the network.
         self.model = SentenceTransformer(str(path), device=str(self.device), local_files_only=True)
@@ -57,13 +61,14 @@ class DenseEncoder:
         texts = list(texts)
         if not texts:
             return np.zeros((0, self.dim), dtype=np.float32)
-        out = self.model.encode(
-            texts,
-            batch_size=batch_size or self.batch_size,
-            show_progress_bar=show_progress,
-            convert_to_numpy=True,
-            normalize_embeddings=True,
-        )
+        with inference(self.device, self.autocast):
+            out = self.model.encode(
+                texts,
+                batch_size=batch_size or self.batch_size,
+                show_progress_bar=show_progress,
+                convert_to_numpy=True,
+                normalize_embeddings=True,
+            )
         return np.ascontiguousarray(out, dtype=np.float32)
 
     def config(self) -> dict[str, Any]:

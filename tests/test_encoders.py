@@ -33,6 +33,11 @@ def test_splade_matches_naive_formula(splade):
     ours = splade.encode_documents(DOCS).to_scipy().toarray()
     ref = np.stack([naive_splade(splade, t) for t in DOCS])
     np.testing.assert_allclose(ours, ref, atol=1e-4)
+    # Enough padded tokens in one batch for several token tiles of the projection.
+    many = [f"{i} " + DOCS[i % 3] * (1 + i % 4) for i in range(40)]
+    ours = splade.encode_documents(many, batch_size=40).to_scipy().toarray()
+    ref = np.stack([naive_splade(splade, t) for t in many])
+    np.testing.assert_allclose(ours, ref, atol=1e-4)
 
 
 def test_splade_nonnegative_deterministic_order_free(splade):
@@ -127,16 +132,26 @@ def test_bm25_impacts_by_hand(tmp_path):
     assert enc.analyzer("The Apples of Cherries") == ["appl", "cherri"]  # stop words, Porter
     vecs = enc.encode_documents(docs)
     got = {enc.tokens([t])[0]: w for t, w in zip(*vecs.row(0), strict=True)}
-    # lengths 3, 2, 2 after stop words ("the", "of") -> avgdl = 7/3; N = 3.
+    # lengths 3, 2, 2 after stop words ("the", "of") -> avgdl = 7/3; N = 3. Documents hold the
+    # saturated term frequency; the IDF comes with the query (from live statistics).
     norm = 0.9 * (1 - 0.4 + 0.4 * 3 / (7 / 3))
     idf_apple, idf_banana = math.log(1 + 2.5 / 1.5), math.log(1 + 1.5 / 2.5)
-    assert got["appl"] == pytest.approx(idf_apple * 2 * 1.9 / (2 + norm), rel=1e-5)
-    assert got["banana"] == pytest.approx(idf_banana * 1 * 1.9 / (1 + norm), rel=1e-5)
-    q = enc.encode_queries(["apple apple kiwi"])
-    assert enc.tokens(q.row(0)[0]) == ["appl"] and q.row(0)[1].tolist() == [2.0]
+    assert got["appl"] == pytest.approx(2 * 1.9 / (2 + norm), rel=1e-5)
+    assert got["banana"] == pytest.approx(1 * 1.9 / (1 + norm), rel=1e-5)
+    q = enc.encode_queries(["apple apple kiwi banana"])
+    assert enc.tokens(q.row(0)[0]) == ["appl", "banana"] and q.row(0)[1].tolist() == [2.0, 1.0]
+    df = np.diff(vecs.to_scipy().tocsc().indptr)  # documents per term, as an index counts them
+    for weighted in (enc.query_weights(q), enc.query_weights(q, df, 3)):  # fitted, live stats
+        score = float((weighted.to_scipy() @ vecs.to_scipy().T).toarray()[0, 0])
+        bm25 = 2 * idf_apple * 2 * 1.9 / (2 + norm) + idf_banana * 1 * 1.9 / (1 + norm)
+        assert score == pytest.approx(bm25, rel=1e-5)
     enc.save_state(tmp_path)
     again = load_encoder(enc.config(), tmp_path)
     np.testing.assert_allclose(again.encode_documents(docs).data, vecs.data)
+    legacy = load_encoder({k: v for k, v in enc.config().items() if k != "idf"}, tmp_path)
+    old = legacy.encode_documents(docs)  # an index built before: the IDF sits in the documents
+    assert old.row(0)[1][0] == pytest.approx(idf_apple * got["appl"], rel=1e-5)
+    assert legacy.query_weights(q) is q  # and queries stay term counts
 
 
 def test_model_resolution_errors(monkeypatch, tmp_path):

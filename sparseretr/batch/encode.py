@@ -65,7 +65,7 @@ class ShardEncoder:
             from sparseretr.dense import DenseEncoder
 
             self.dense = DenseEncoder(
-                spec.dense_model, batch_size=DENSE_BATCH_SIZE, device=spec.device
+                spec.dense_model, batch_size=DENSE_BATCH_SIZE, device=spec.device, dtype=spec.dtype
             )
 
     def encode(self, index: int, ids: Sequence[str], texts: Sequence[str]) -> Shard:
