@@ -94,9 +94,14 @@ test: setup browser
 lint: setup
 	$(BIN)/ruff check .
 
+# Query engine vs the naive floor, bmp (blocks 8 and 32) and Lucene at 100k docs; then ours vs
+# the floor at 1M (bmp at block 8 needs more RAM at 1M than 24 GB with the rest loaded).
 bench-pruning: setup
 	$(BIN)/pip install -q -e ".[bench]"
-	$(BIN)/python -m benchmarks.pruning.run --docs 1000000 --no-lucene --queries 150 $(BENCH_ARGS)
+	$(BIN)/python -m benchmarks.pruning.run --docs 100000 --no-ablation --queries 200 $(BENCH_ARGS)
+	$(BIN)/python -m benchmarks.pruning.run --docs 1000000 --no-lucene --no-bmp --no-scipy \
+		--no-ablation --queries 150 $(BENCH_ARGS)
+	$(BIN)/python -m benchmarks.splade_index_scifact --index $(INDEX)
 
 bench: setup
 	$(BIN)/python -m benchmarks.search_latency
