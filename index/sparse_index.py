@@ -64,6 +64,10 @@ _NO_DEAD = np.zeros(0, dtype=np.uint8)
 _NO_DEAD.setflags(write=False)
 
 METHODS = ("pruned", "exhaustive")
+# Below this many documents an exact "pruned" search runs the exhaustive kernel: setting up
+# block-max pruning (bounds, candidate buckets, tables) costs more than walking every posting
+# of a collection this small (benchmarks/README.md, "Measurements behind code choices").
+PRUNE_MIN_DOCS = 16_384
 # A term whose block rows take at least this many bytes per block of the index is decoded
 # ahead for the pruned search (kernels.dense_terms), at 2.5 bytes per block in RAM: a few
 # hundred long terms buy most of the speed-up for a small share of the index's memory
@@ -276,11 +280,11 @@ class SparseIndex:
         alpha, term_fraction = _check_knobs(method, alpha, term_fraction)
         dead = self._check_dead(dead)
         nq = len(queries)
-        ids = np.full((nq, k), -1, dtype=np.int32)
-        scores = np.zeros((nq, k), dtype=np.float32)
         kk = min(k, self.n_docs)  # never allocate more result slots than docs
         if nq == 0 or kk == 0:
-            return ids, scores
+            return np.full((nq, k), -1, dtype=np.int32), np.zeros((nq, k), dtype=np.float32)
+        if method == "pruned" and alpha == 1 and term_fraction == 1:
+            method = "exhaustive" if self.n_docs < PRUNE_MIN_DOCS else method
         q = _kernel_queries(queries)
         p = self.kernel_postings
         if nq == 1 and method == "pruned":
@@ -299,9 +303,13 @@ class SparseIndex:
                 else:
                     work = self._ws.rows(workers, 0)
                     d, s = search_exhaustive_parallel(q, p, dead, kk, work.acc, work.touched)
+        s *= np.float32(self._scale)
+        if kk == k:
+            return d, s
+        ids = np.full((nq, k), -1, dtype=np.int32)
+        scores = np.zeros((nq, k), dtype=np.float32)
         ids[:, :kk] = d
         scores[:, :kk] = s
-        scores *= np.float32(self._scale)
         return ids, scores
 
     def pruning_stats(

@@ -23,6 +23,7 @@ class ThreadWorkspaces(threading.local):
         self.n_blocks, self.n_docs = n_blocks, n_docs
         self.arrays: tuple[np.ndarray, ...] = ()  # ub, tab, gen, cand, acc, touched
         self.tab_terms = 0
+        self._one: Workspace | None = None  # row 0 of arrays, while they stay the same
 
     def rows(self, rows: int, n_terms: int) -> Workspace:
         """This thread's workspace with `rows` rows per array (one per batch worker), tables
@@ -38,6 +39,7 @@ class ThreadWorkspaces(threading.local):
                 np.empty((rows, n), dtype=np.int32),
             )
             self.tab_terms = 0
+            self._one = None
         if self.tab_terms < n_terms:
             # Sized for the worst case, grown by doubling; pages never written stay unmapped.
             self.tab_terms = max(n_terms, 2 * self.tab_terms, 16)
@@ -45,8 +47,12 @@ class ThreadWorkspaces(threading.local):
             tab = np.zeros((a[0].shape[0], pruned_table_size(self.tab_terms, nb)), dtype=np.int64)
             a[2][:] = 0  # fresh tables: stamps restart
             self.arrays = (a[0], tab, *a[2:])
+            self._one = None
         return Workspace(*(a[:rows] for a in self.arrays))
 
     def one(self, n_terms: int) -> Workspace:
-        """Row 0 of each array: a single query's workspace."""
-        return Workspace(*(a[0] for a in self.rows(1, n_terms)))
+        """Row 0 of each array: a single query's workspace (kept: a query's hot path)."""
+        if self._one is None or self.tab_terms < n_terms:
+            self.rows(1, n_terms)
+            self._one = Workspace(*(a[0] for a in self.arrays))
+        return self._one

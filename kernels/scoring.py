@@ -549,7 +549,8 @@ def _exhaustive_wins(n_post: int, n_docs: int, k: int) -> bool:
     candidates, and walking every posting once in slot order (_exhaustive_row) costs less
     than bounding, ordering and then scoring nearly every block. The boundary, postings per
     document x sqrt(k) >= _EXHAUSTIVE_AT, was fitted on synthetic collections (see
-    benchmarks/README.md); both sides are exact, so it only moves time."""
+    benchmarks/README.md); both sides are exact, so it only moves time. (Small collections
+    are the caller's choice: SparseIndex.search walks them exhaustively.)"""
     return n_post * np.sqrt(np.float64(k)) >= _EXHAUSTIVE_AT * n_docs
 
 

@@ -226,6 +226,43 @@ def test_static_pruning_keeps_top_terms(tmp_path: Path) -> None:
         build_index(tmp_path / "t", ["a", "b", "c"], vecs, encoder_config={}, doc_max_terms=0)
 
 
+def test_index_search_reuses_its_workspace_across_singles_and_batches(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """SparseIndex keeps one workspace per thread and a single query's view of its first row:
+    singles and batches in any order, including a batch whose longer queries grow every
+    row's table in place (its stamps restart), each equal brute force."""
+    from sparseretr.index import sparse_index
+
+    monkeypatch.setattr(sparse_index, "PRUNE_MIN_DOCS", 0)  # prune even this small index
+    rng = np.random.default_rng(21)
+    vocab = 120
+    docs = topical_docs(rng, 1500, vocab, topics=6).astype(np.float32)
+    vecs = SparseVectors.from_scipy(docs / 16, vocab)
+    idx = SparseIndex.open(build_index(tmp_path / "w", [str(i) for i in range(1500)], vecs,
+                                       encoder_config={}, block_size=8))  # fmt: skip
+
+    def queries(n: int, terms: int) -> SparseVectors:
+        rows = [
+            (rng.choice(vocab, terms, replace=False), rng.random(terms) + 0.1) for _ in range(n)
+        ]
+        return SparseVectors.from_rows(rows, vocab)
+
+    def check(q: SparseVectors, batch: bool) -> None:
+        if batch:
+            np.testing.assert_array_equal(idx.search(q, 10)[0], idx.brute_force(q, 10)[0])
+            return
+        for i in range(len(q)):
+            one = q.slice([i])
+            np.testing.assert_array_equal(idx.search(one, 10)[0], idx.brute_force(one, 10)[0])
+
+    # A batch first (two worker rows), singles on row 0, then a batch of longer queries that
+    # grows the table of every row in place, then singles again.
+    for terms, batch in ((3, True), (3, False), (60, True), (3, False), (4, False), (40, False)):
+        check(queries(8, terms), batch)
+    assert idx.pruning_stats(queries(3, 5), 10)[:, 1].min() >= 0
+
+
 # ---------------------------------------------------------------------- ids and ties
 def test_reordered_index_keeps_ids_and_tie_rule(tmp_path: Path) -> None:
     """Identical documents scattered over many blocks: equal scores, ranked by internal id."""
