@@ -10,7 +10,13 @@ import pytest
 import torch
 from sparseretr.index.vectors import SparseVectors
 
-from sparseretr.encoders import BM25Encoder, InferenceFreeEncoder, create_encoder, load_encoder
+from sparseretr.encoders import (
+    BM25Encoder,
+    InferenceFreeEncoder,
+    SpladeEncoder,
+    create_encoder,
+    load_encoder,
+)
 from sparseretr.idf import bm25_idf, document_frequencies, load_idf_json, save_idf_json
 from sparseretr.models import ModelNotFoundError, resolve_model
 
@@ -38,6 +44,29 @@ def test_splade_matches_naive_formula(splade):
     ours = splade.encode_documents(many, batch_size=40).to_scipy().toarray()
     ref = np.stack([naive_splade(splade, t) for t in many])
     np.testing.assert_allclose(ours, ref, atol=1e-4)
+
+
+def test_model_folder_activation_is_honoured(splade, tmp_path):
+    """A model exported with log1p applied twice is indexed and queried that way (its
+    sparseretr_config.json says so), and the index's config keeps the activation."""
+    import json
+    import shutil
+
+    folder = tmp_path / "model"
+    shutil.copytree(resolve_model("splade-tiny"), folder)
+    (folder / "sparseretr_config.json").write_text(json.dumps({"activation": "log1p_log1p"}))
+    twice = SpladeEncoder(str(folder))
+    assert twice.config()["activation"] == "log1p_log1p"
+    once = splade.encode_documents(DOCS).to_scipy().toarray()
+    np.testing.assert_allclose(
+        twice.encode_documents(DOCS).to_scipy().toarray(), np.log1p(once), atol=1e-5
+    )
+    again = load_encoder(twice.config(), None)
+    assert again.activation == "log1p_log1p"
+    legacy = {k: v for k, v in twice.config().items() if k != "activation"}
+    assert load_encoder(legacy, None).activation == "log1p"  # what older indexes were built with
+    with pytest.raises(ValueError, match="activation"):
+        SpladeEncoder(str(folder), activation="gelu")
 
 
 def test_splade_nonnegative_deterministic_order_free(splade):

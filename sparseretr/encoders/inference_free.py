@@ -87,6 +87,7 @@ class InferenceFreeEncoder(SparseEncoder):
             for k in ("max_length", "query_max_length", "top_k", "threshold")
             if k in config
         }
+        opts["activation"] = config.get("activation", "log1p")  # older indexes: log1p only
         enc = cls(model_in_state(config, state_dir), **opts, **overrides)
         if state_dir is not None and (Path(state_dir) / IDF_FILE).is_file():
             enc.idf = enc._read_idf(Path(state_dir) / IDF_FILE)

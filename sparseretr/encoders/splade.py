@@ -8,6 +8,7 @@ document while it is still in cache (padding tokens count as 0, which the ReLU m
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Self
@@ -19,6 +20,7 @@ from torch import nn
 
 from sparseretr.encoders._torch import inference, pick_device, resolve_dtype
 from sparseretr.encoders.base import SparseEncoder
+from sparseretr.index.errors import UserInputError
 from sparseretr.index.vectors import SparseVectors
 from sparseretr.models import DEFAULT_SPLADE, model_in_state, resolve_model, save_model_in_state
 
@@ -59,6 +61,21 @@ class _Fn(nn.Module):
         return self.fn(x)
 
 
+ACTIVATIONS = ("log1p", "log1p_log1p")
+ACTIVATION_FILE = "sparseretr_config.json"  # written next to a model by training/export.py
+
+
+def _folder_activation(path: Path) -> str:
+    """The activation a model folder's sparseretr_config.json names, else log1p."""
+    f = Path(path) / ACTIVATION_FILE
+    if not f.is_file():
+        return "log1p"
+    try:
+        return str(json.loads(f.read_text(encoding="utf-8")).get("activation", "log1p"))
+    except (OSError, ValueError, AttributeError) as e:
+        raise UserInputError(f"cannot read {f}: {e}") from e
+
+
 VOCAB_TILE = 2048  # vocabulary entries per projection tile
 TOKEN_TILE = 1024  # tokens per projection tile (whole documents)
 
@@ -94,11 +111,20 @@ class SpladeEncoder(SparseEncoder):
         device: str | None = None,
         dtype: str | None = None,
         tokens_per_chunk: int = 4096,
+        activation: str | None = None,
     ) -> None:
+        """activation: "log1p" (SPLADE's log(1 + ReLU)) or "log1p_log1p" (applied twice, as
+        some models are trained); None reads it from the model folder's
+        sparseretr_config.json, written by our exporter, else "log1p"."""
         from transformers import AutoModelForMaskedLM, AutoTokenizer
 
         self.model_ref = str(model)
         path = resolve_model(model)
+        self.activation = activation or _folder_activation(path)
+        if self.activation not in ACTIVATIONS:
+            raise UserInputError(
+                f"activation must be one of {ACTIVATIONS}, got {self.activation!r}"
+            )
         self.tokenizer = AutoTokenizer.from_pretrained(path)
         self.device = pick_device(device)
         self.autocast = resolve_dtype(self.device, dtype)
@@ -141,6 +167,7 @@ class SpladeEncoder(SparseEncoder):
             "query_max_length": self.query_max_length,
             "top_k": self.top_k,
             "threshold": self.threshold,
+            "activation": self.activation,
         }
 
     @classmethod
@@ -152,6 +179,8 @@ class SpladeEncoder(SparseEncoder):
             for k in ("max_length", "query_max_length", "top_k", "threshold")
             if k in config
         }
+        # An index records the activation it was built with; older ones had only log1p.
+        opts["activation"] = config.get("activation", "log1p")
         return cls(model_in_state(config, state_dir), **opts, **overrides)
 
     def save_state(self, folder: Path) -> None:
@@ -211,7 +240,8 @@ class SpladeEncoder(SparseEncoder):
             else:
                 out = self._chunked_max(hidden, mask)
             # log1p(relu(.)) is monotonic, so it commutes with the max-pool: apply it once per doc.
-            return torch.log1p(torch.relu(out.float()))
+            weights = torch.log1p(torch.relu(out.float()))
+            return torch.log1p(weights) if self.activation == "log1p_log1p" else weights
 
     def _tiled_max(self, hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """[B, vocab] max over each document's tokens of the vocabulary logits, tile by tile

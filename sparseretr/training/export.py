@@ -19,11 +19,11 @@ from typing import Any
 import numpy as np
 
 from sparseretr.encoders.inference_free import InferenceFreeEncoder
-from sparseretr.encoders.splade import SpladeEncoder
+from sparseretr.encoders.splade import ACTIVATION_FILE, SpladeEncoder
 
 logger = logging.getLogger(__name__)
 
-CONFIG_FILE = "sparseretr_config.json"
+CONFIG_FILE = ACTIVATION_FILE  # sparseretr_config.json: the encoder reads "activation" back
 ST_ACTIVATION = {"log1p": "relu", "log1p_log1p": "log1p_relu"}  # SpladePooling's names
 
 

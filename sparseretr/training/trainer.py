@@ -100,6 +100,7 @@ class Trainer:
             batch_size=cfg.eval.batch_size,
             device=str(self.device),
             dtype={None: "float32"}.get(self.dtype, str(self.dtype).removeprefix("torch.")),
+            activation="log1p",  # the configured activation is the trainer's (_activate)
         )
         if self.inference_free:
             self.encoder: SpladeEncoder | InferenceFreeEncoder = InferenceFreeEncoder(
