@@ -18,9 +18,9 @@ def _add_encoder_args(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("encoder")
     g.add_argument(
         "--encoder",
-        default="splade",
         choices=["splade", "inference-free", "bm25"],
-        help="siamese SPLADE, inference-free SPLADE (IDF queries) or BM25 impacts",
+        help="siamese SPLADE, inference-free SPLADE (IDF queries) or BM25 impacts (default: "
+        "what the --model folder is for, see encoders.detect_kind; splade-tiny: splade)",
     )
     g.add_argument("--model", help="model folder, Hugging Face id, or 'splade-tiny' (default)")
     g.add_argument("--max-length", type=int, help="document max tokens (default 512)")
@@ -114,8 +114,10 @@ def _add_knob_args(p: argparse.ArgumentParser) -> None:
 
 
 def _encoder_from_args(a: argparse.Namespace):
-    from sparseretr.encoders import create_encoder
+    from sparseretr.encoders import create_encoder, detect_kind
 
+    if a.encoder is None:
+        a.encoder = detect_kind(a.model)
     _check_encoder_args(a)
     if a.encoder == "bm25":
         return create_encoder("bm25")

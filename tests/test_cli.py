@@ -65,6 +65,30 @@ def test_build_with_dense_and_bm25_then_hybrid_eval(tiny_beir: Path, tmp_path: P
         assert f"| {name} (hybrid)" in table
 
 
+def test_encoder_kind_comes_from_the_model_folder(tiny_beir: Path, tmp_path: Path) -> None:
+    """No --encoder: a folder exported as inference-free (or written by sentence-transformers
+    with a query/document Router, or shipping idf.json) is indexed as inference-free."""
+    import shutil
+
+    from sparseretr.encoders import detect_kind
+    from sparseretr.models import resolve_model
+
+    for name, content in (("modules.json", '[{"type": "sentence_transformers.Router"}]'),
+                          ("idf.json", "{}")):  # fmt: skip
+        (tmp_path / name.split(".")[0]).mkdir()
+        (tmp_path / name.split(".")[0] / name).write_text(content)
+        assert detect_kind(tmp_path / name.split(".")[0]) == "inference-free"
+    assert detect_kind(None) == detect_kind("splade-tiny") == "splade"
+    folder = tmp_path / "exported"
+    shutil.copytree(resolve_model("splade-tiny"), folder)
+    (folder / "sparseretr_config.json").write_text(json.dumps({"encoder": "inference-free"}))
+    out = tmp_path / "if"
+    assert main(["index", "build", "--corpus", str(tiny_beir), "--out", str(out),
+                 "--model", str(folder), "--quiet"]) == 0  # fmt: skip
+    manifest = json.loads((out / "segments" / "seg-000000" / "manifest.json").read_text())
+    assert manifest["encoder_config"]["kind"] == "inference-free"
+
+
 def test_splade_build_and_eval(tiny_beir: Path, tmp_path: Path, capsys):
     out = tmp_path / "splade"
     assert (
