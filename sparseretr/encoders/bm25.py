@@ -167,13 +167,10 @@ class BM25Encoder(SparseEncoder):
             m = min(d.size, df.size)
             d[:m] = df[:m]
             idf = np.where(d > 0, bm25_idf(d, n_docs), 0).astype(np.float32)
-        w = queries.data * idf[queries.indices]
+        w = (queries.data * idf[queries.indices]).astype(np.float32)
         keep = w > 0  # a word no document holds scores nothing
-        rows = [
-            (queries.indices[a:b][keep[a:b]], w[a:b][keep[a:b]])
-            for a, b in zip(queries.indptr[:-1], queries.indptr[1:], strict=True)
-        ]
-        return SparseVectors.from_rows(rows, queries.vocab_size)
+        indptr = np.concatenate([[0], np.cumsum(keep)])[queries.indptr].astype(np.int64)
+        return SparseVectors(indptr, queries.indices[keep], w[keep], queries.vocab_size)
 
     def extend(self, words: Sequence[str]) -> None:
         """Append words a live index added after the fit (ids continue the vocabulary)."""
