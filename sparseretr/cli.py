@@ -27,6 +27,11 @@ def _add_encoder_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--batch-size", type=int, help="documents per encoder batch (default 32)")
     g.add_argument("--doc-top-k", type=int, help="keep only each document's top-k terms")
     g.add_argument("--threshold", type=float, help="drop document weights at or below this")
+    g.add_argument(
+        "--lexical-weight", type=float,
+        help="inference-free: add BM25's term-frequency saturation over word pieces x this "
+        "to each document (encoders/lexical.py); 0: none (default: the --model folder's)",
+    )  # fmt: skip
     g.add_argument("--device", help="cpu, cuda, cuda:1 ... (default: GPU when present)")
     g.add_argument(
         "--dtype",
@@ -87,6 +92,11 @@ def _add_fusion_args(p: argparse.ArgumentParser) -> None:
 
 def _check_encoder_args(a: argparse.Namespace) -> None:
     """Refuse model options that the chosen encoder would silently ignore."""
+    if getattr(a, "lexical_weight", None) is not None:
+        from sparseretr.encoders import detect_kind
+
+        if (a.encoder or detect_kind(a.model)) != "inference-free":
+            raise UserInputError("--lexical-weight is for --encoder inference-free only")
     if a.encoder != "bm25":
         return
     model_options = {
@@ -130,7 +140,18 @@ def _encoder_from_args(a: argparse.Namespace):
         threshold=a.threshold,
         device=a.device,
         dtype=a.dtype,
+        **_lexical_option(a),
     )
+
+
+def _lexical_option(a: argparse.Namespace) -> dict:
+    """--lexical-weight as the encoder's `lexical` option (absent: the model folder decides)."""
+    from sparseretr.encoders.lexical import LexicalPrior
+
+    w = getattr(a, "lexical_weight", None)
+    if w is None:
+        return {}
+    return {"lexical": LexicalPrior(w) if w > 0 else {}}
 
 
 def cmd_index_build(a: argparse.Namespace) -> int:

@@ -161,6 +161,10 @@ def test_adapt_writes_a_model_an_index_and_a_report(adapted: tuple[Path, Path, l
         assert (out / "model" / f).is_file()
     meta = json.loads((out / "model" / "sparseretr_config.json").read_text())
     assert meta["encoder"] == "inference-free" and meta["heldout_target"] == "teacher"
+    # the lexical prior the student was trained on top of travels with the model and the index
+    assert meta["lexical"]["weight"] == 2.0 and meta["lexical"]["avgdl"] > 0
+    manifest = json.loads(next((out / "index").rglob("seg-*/manifest.json")).read_text())
+    assert manifest["encoder_config"]["lexical"] == meta["lexical"], manifest["encoder_config"]
     engine = Engine.open(out / "index", dense=True, bm25=True)
     try:
         for mode in ("sparse", "dense", "bm25", "hybrid"):

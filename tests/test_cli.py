@@ -87,6 +87,15 @@ def test_encoder_kind_comes_from_the_model_folder(tiny_beir: Path, tmp_path: Pat
                  "--model", str(folder), "--quiet"]) == 0  # fmt: skip
     manifest = json.loads((out / "segments" / "seg-000000" / "manifest.json").read_text())
     assert manifest["encoder_config"]["kind"] == "inference-free"
+    assert manifest["encoder_config"]["lexical"] is None  # no prior unless asked or shipped
+    lex = tmp_path / "if-lex"
+    assert main(["index", "build", "--corpus", str(tiny_beir), "--out", str(lex),
+                 "--model", str(folder), "--lexical-weight", "2", "--quiet"]) == 0  # fmt: skip
+    manifest = json.loads((lex / "segments" / "seg-000000" / "manifest.json").read_text())
+    prior = manifest["encoder_config"]["lexical"]
+    assert prior["weight"] == 2.0 and prior["avgdl"] > 1
+    assert main(["index", "build", "--corpus", str(tiny_beir), "--out", str(tmp_path / "x"),
+                 "--encoder", "bm25", "--lexical-weight", "2", "--quiet"]) != 0  # fmt: skip
 
 
 def test_splade_build_and_eval(tiny_beir: Path, tmp_path: Path, capsys):

@@ -141,6 +141,46 @@ def test_inference_free_reads_model_idf_json(tmp_path):
     assert dict(zip(enc.tokens(ids), w.tolist(), strict=True)) == {"cancer": 2.5, "risk": 1.0}
 
 
+def test_lexical_prior_scores_bm25_over_word_pieces(tmp_path):
+    """With a prior, a document is the model's weights + weight x BM25's saturated term
+    frequency over word pieces, so an IDF query scores model + weight x BM25 (by hand here)."""
+    from sparseretr.encoders.lexical import LexicalPrior
+
+    enc = InferenceFreeEncoder(batch_size=4, lexical=LexicalPrior(weight=2.0, k1=0.9, b=0.4))
+    enc.fit(DOCS)
+    pieces = [enc.tokenizer.tokenize(d) for d in DOCS]  # whole documents, no specials
+    avgdl = sum(map(len, pieces)) / len(pieces)
+    assert enc.lexical.avgdl == pytest.approx(avgdl)
+    docs, learned = enc.encode_documents(DOCS), enc.doc_encoder.encode_documents(DOCS)
+    query = "cancer risk cells"
+    q = enc.encode_queries([query])
+    idf = dict(zip(enc.tokens(q.row(0)[0]), q.row(0)[1].tolist(), strict=True))
+    got = (q.to_scipy() @ docs.to_scipy().T).toarray()[0]
+    model_only = (q.to_scipy() @ learned.to_scipy().T).toarray()[0]
+    for i, toks in enumerate(pieces):
+        norm = 0.9 * (1 - 0.4 + 0.4 * len(toks) / avgdl)
+        bm25 = sum(w * toks.count(t) * 1.9 / (toks.count(t) + norm) for t, w in idf.items())
+        assert got[i] == pytest.approx(model_only[i] + 2.0 * bm25, rel=1e-5)
+    assert got[0] > model_only[0]  # "cancer" and "risk" occur in the first document
+    # An index records the prior; a model folder's sparseretr_config.json names it; {} is none.
+    (tmp_path / "state").mkdir()
+    enc.save_state(tmp_path / "state")
+    again = load_encoder(enc.config(), tmp_path / "state")
+    assert again.lexical == enc.lexical
+    np.testing.assert_allclose(again.encode_documents(DOCS).data, docs.data, rtol=1e-6)
+    older = load_encoder({k: v for k, v in enc.config().items() if k != "lexical"})
+    assert older.lexical is None  # indexes built before the prior existed have none
+    folder = tmp_path / "model"
+    folder.mkdir()
+    for f in resolve_model("splade-tiny").iterdir():
+        (folder / f.name).symlink_to(f)
+    (folder / "sparseretr_config.json").write_text(json.dumps({"lexical": enc.lexical.to_dict()}))
+    assert InferenceFreeEncoder(str(folder)).lexical == enc.lexical
+    assert InferenceFreeEncoder(str(folder), lexical={}).lexical is None
+    with pytest.raises(ValueError, match="lexical prior"):
+        LexicalPrior(weight=-1.0)
+
+
 def test_idf_helpers(tmp_path):
     df, n = document_frequencies([[1, 2, 2], [2, 3]], vocab_size=5)
     assert n == 2 and df.tolist() == [0, 1, 2, 1, 0]

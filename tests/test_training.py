@@ -271,6 +271,37 @@ def test_inference_free_export_loads_everywhere(beir: Path, tmp_path: Path):
     np.testing.assert_allclose(st_q, our_q, atol=1e-5)
 
 
+def test_lexical_prior_is_scored_not_regularized_and_exported(beir: Path, tmp_path: Path):
+    """The student's scores include the fixed prior (the index will hold it); FLOPS and the
+    gradient see the model's weights only; the exported folder carries the prior."""
+    plain = Trainer(make_config(beir, tmp_path / "plain", lexical_weight=0), show_progress=False)
+    cfg = make_config(beir, tmp_path / "lex", lexical_weight=2.0, optim={"max_steps": 1})
+    lex = Trainer(cfg, show_progress=False)
+    assert plain.encoder.lexical is None and lex.encoder.lexical.weight == 2.0
+    batch = lex.sampler.batch(0, 0)
+    texts = [lex.data.doc_texts[d] for d in batch.docs.reshape(-1)]
+    prior = lex.encoder.lexical_vectors(texts).to_scipy().toarray()
+    np.testing.assert_allclose(lex.prior_rows(batch.docs.reshape(-1)).numpy(), prior)
+    assert plain.prior_rows(batch.docs.reshape(-1)) == 0.0
+    with torch.no_grad():
+        _, with_prior = lex.losses(batch, 0)
+        _, without = plain.losses(batch, 0)
+    assert with_prior["flops_d"] == pytest.approx(without["flops_d"])  # same model weights
+    assert with_prior["nnz_d"] == without["nnz_d"]
+    assert with_prior["kl"] != pytest.approx(without["kl"])  # the scores differ
+    report = lex.train()
+    folder = Path(report["model_dir"])
+    meta = json.loads((folder / "sparseretr_config.json").read_text())
+    assert meta["lexical"] == lex.encoder.lexical.to_dict()
+    loaded = InferenceFreeEncoder(str(folder), max_length=32)
+    lex.model.eval()
+    np.testing.assert_allclose(
+        loaded.encode_documents(texts[:3]).to_scipy().toarray(),
+        lex.encoder.encode_documents(texts[:3]).to_scipy().toarray(),
+        atol=1e-5,
+    )
+
+
 def test_final_fit_without_heldout_trains_on_all_queries(beir: Path, tmp_path: Path):
     """heldout 0: every train query is trained on, no evaluation is reported, the model exports."""
     cfg = make_config(

@@ -65,15 +65,23 @@ ACTIVATIONS = ("log1p", "log1p_log1p")
 ACTIVATION_FILE = "sparseretr_config.json"  # written next to a model by training/export.py
 
 
-def _folder_activation(path: Path) -> str:
-    """The activation a model folder's sparseretr_config.json names, else log1p."""
+def folder_settings(path: Path) -> dict[str, Any]:
+    """A model folder's sparseretr_config.json (written by training/export.py), else {}."""
     f = Path(path) / ACTIVATION_FILE
     if not f.is_file():
-        return "log1p"
+        return {}
     try:
-        return str(json.loads(f.read_text(encoding="utf-8")).get("activation", "log1p"))
-    except (OSError, ValueError, AttributeError) as e:
+        settings = json.loads(f.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as e:
         raise UserInputError(f"cannot read {f}: {e}") from e
+    if not isinstance(settings, dict):
+        raise UserInputError(f"{f} must hold a JSON object")
+    return settings
+
+
+def _folder_activation(path: Path) -> str:
+    """The activation a model folder's sparseretr_config.json names, else log1p."""
+    return str(folder_settings(path).get("activation", "log1p"))
 
 
 VOCAB_TILE = 2048  # vocabulary entries per projection tile

@@ -72,6 +72,12 @@ class LossConfig:
     kl: float = 0.0  # weight of KL distillation against the teacher ensemble
     kl_temperature: float = 1.0
     margin_mse: float = 0.0  # weight of MarginMSE against the teacher ensemble
+    # Student scores are multiplied by score_scale before KL / MarginMSE. calibrate_scale sets
+    # it at the start of a run so that the student's score spread within a group matches the
+    # teacher's (a student with a lexical prior scores ~2-3x wider than the teacher's targets,
+    # and KL would then shrink the learned weights to nothing to soften its distribution).
+    score_scale: float = 1.0
+    calibrate_scale: bool = False
     flops_doc: float = 1e-3
     flops_query: float = 1e-3  # siamese only: inference-free queries are not learned
     flops_warmup_steps: int = 100
@@ -126,6 +132,10 @@ class EvalConfig:
 class TrainConfig:
     model: str = "splade-tiny"
     encoder: str = "inference-free"
+    # Inference-free: weight of the document-side lexical prior (encoders/lexical.py), which
+    # the model's weights are then trained on top of. None: the starting model's own (if its
+    # folder has one); 0: none.
+    lexical_weight: float | None = None
     output_dir: str = "runs/train"
     data: DataConfig = field(default_factory=DataConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
@@ -154,6 +164,10 @@ class TrainConfig:
                 "optim.groups=candidates has no positive in a group for loss.contrastive; "
                 "distil with loss.kl or loss.margin_mse"
             )
+        if self.loss.score_scale <= 0:
+            raise UserInputError(f"loss.score_scale must be > 0, got {self.loss.score_scale}")
+        if self.lexical_weight is not None and self.lexical_weight < 0:
+            raise UserInputError(f"lexical_weight must be >= 0, got {self.lexical_weight}")
         if self.eval.target not in ("labels", "teacher"):
             raise UserInputError(f"eval.target must be labels or teacher, got {self.eval.target!r}")
         if self.eval.pool not in ("candidates", "full"):

@@ -52,6 +52,9 @@ def export_model(
         "max_length": splade.max_length,
         "query_max_length": splade.query_max_length,
         "vocab_size": splade.vocab_size,
+        # The document-side lexical prior (inference-free): our encoders add it when they load
+        # this folder; sentence-transformers' layout holds the learned weights only.
+        "lexical": encoder.lexical.to_dict() if inference_free and encoder.lexical else None,
         **(info or {}),
     }
     st = False

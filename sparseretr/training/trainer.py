@@ -21,6 +21,7 @@ import torch
 
 from sparseretr.encoders._torch import pick_device, resolve_dtype
 from sparseretr.encoders.inference_free import InferenceFreeEncoder
+from sparseretr.encoders.lexical import LexicalPrior
 from sparseretr.encoders.splade import SpladeEncoder
 from sparseretr.index.vectors import SparseVectors
 from sparseretr.losses import (
@@ -102,12 +103,17 @@ class Trainer:
             dtype={None: "float32"}.get(self.dtype, str(self.dtype).removeprefix("torch.")),
             activation="log1p",  # the configured activation is the trainer's (_activate)
         )
+        self.doc_prior = None  # inference-free lexical prior rows, [docs, V] CSR
         if self.inference_free:
+            if cfg.lexical_weight is not None:
+                opts["lexical"] = LexicalPrior(cfg.lexical_weight) if cfg.lexical_weight else {}
             self.encoder: SpladeEncoder | InferenceFreeEncoder = InferenceFreeEncoder(
                 cfg.model, **opts
             )
             self.splade = self.encoder.doc_encoder
-            self.idf = self._initial_idf()
+            self.idf = self._initial_idf()  # also fits the prior's avgdl
+            if self.encoder.lexical is not None:
+                self.doc_prior = self.encoder.lexical_vectors(self.data.doc_texts).to_scipy()
         else:
             self.encoder = self.splade = SpladeEncoder(cfg.model, **opts)
             self.idf = None
@@ -151,6 +157,9 @@ class Trainer:
             else self.teachers.pool(self.data.heldout, cfg.eval.pool_depth)
         )
         self.step = 0
+        self.score_scale = cfg.loss.score_scale
+        if cfg.loss.calibrate_scale and self.sampler.teacher_for is not None:
+            self.score_scale = self._calibrated_scale()  # a resumed run reloads its own
         self.history: list[dict[str, Any]] = []
         self.train_seconds = 0.0
         self.eval_every = cfg.eval.every_steps
@@ -178,6 +187,30 @@ class Trainer:
         if self.cfg.loss.learn_idf:
             return torch.nn.Parameter(idf)
         return idf
+
+    def _calibrated_scale(self, batches: int = 8) -> float:
+        """Teacher / student mean within-group standard deviation of scores, over the first
+        training batches with the starting model: the factor that gives the student's
+        distribution over a group the teacher's sharpness before any step is taken."""
+        student, teacher = [], []
+        self.model.eval()
+        with torch.no_grad():
+            for i in range(min(batches, len(self.sampler))):
+                batch = self.sampler.batch(0, i)
+                flat = batch.docs.reshape(-1)
+                docs = encode_for_training(
+                    self.splade, [self.doc_tokens[d] for d in flat],
+                    activation=self.cfg.loss.activation, dtype=self.dtype,
+                )  # fmt: skip
+                queries = self.query_reps(batch.queries)
+                scored = docs + self.prior_rows(flat)
+                scores = group_scores(queries @ scored.T, batch.docs.shape[1])
+                student.append(float(scores.float().std(1).mean()))
+                teacher.append(float(np.std(batch.teacher, axis=1).mean()))
+        self.model.train()
+        scale = float(np.mean(teacher) / max(np.mean(student), 1e-6))
+        logger.info("student score scale calibrated to %.3f", scale)
+        return scale
 
     def _optimizer(self) -> torch.optim.Optimizer:
         if self.cfg.optim.freeze_vocab:
@@ -225,6 +258,14 @@ class Trainer:
             self.splade, ids, activation=self.cfg.loss.activation, dtype=self.dtype
         )
 
+    def prior_rows(self, docs: np.ndarray) -> torch.Tensor | float:
+        """The lexical prior of these documents as dense rows (0 without a prior). It is
+        fixed: gradients and FLOPS see the model's weights only, which learn the residual."""
+        if self.doc_prior is None:
+            return 0.0
+        rows = self.doc_prior[docs].toarray()
+        return torch.from_numpy(rows).to(self.device)
+
     def losses(self, batch: Batch, step: int) -> tuple[torch.Tensor, dict[str, float]]:
         """Weighted sum of ranking, distillation and FLOPS terms for one micro-batch."""
         lc = self.cfg.loss
@@ -236,19 +277,20 @@ class Trainer:
             dtype=self.dtype,
         )
         queries = self.query_reps(batch.queries)
+        scored = docs + self.prior_rows(batch.docs.reshape(-1))  # what the index will hold
         lam_d, lam_q = self.flops_schedule(step)
         parts: dict[str, torch.Tensor] = {}
         if lc.contrastive:
             parts["contrastive"] = lc.contrastive * contrastive_loss(
                 queries,
-                docs,
+                scored,
                 g,
                 temperature=lc.temperature,
                 in_batch=lc.in_batch,
                 mask=self._false_negative_mask(batch) if lc.in_batch else None,
             )
         if batch.teacher is not None and (lc.kl or lc.margin_mse):
-            own = group_scores(queries @ docs.T, g)
+            own = group_scores(queries @ scored.T, g) * self.score_scale
             teacher = torch.from_numpy(batch.teacher).to(self.device)
             if lc.kl:
                 parts["kl"] = lc.kl * kl_distillation(own, teacher, lc.kl_temperature)
@@ -413,6 +455,7 @@ class Trainer:
             "scheduler": self.scheduler.state_dict(),
             "scaler": self.scaler.state_dict(),
             "idf": None if self.idf is None else self.idf.detach().cpu(),
+            "score_scale": self.score_scale,
             "rng": {
                 "python": random.getstate(),
                 "numpy": np.random.get_state(),
@@ -456,6 +499,7 @@ class Trainer:
             self.total_steps = int(state.get("total_steps", self.total_steps))
             self.eval_every = int(state.get("eval_every", self.eval_every))
         self.best = state.get("best")
+        self.score_scale = float(state.get("score_scale", self.score_scale))
         logger.info("resumed from %s at step %d", path, self.step)
 
     # -- the run --------------------------------------------------------------------------------
@@ -564,6 +608,7 @@ class Trainer:
             "steps_per_s": round(1 / float(np.mean(step_s)), 4) if step_s else None,
             "train_queries": int(self.data.train.size),
             "heldout_queries": int(self.data.heldout.size),
+            "score_scale": round(self.score_scale, 4),
             "eval": self.history,
             "model_dir": str(self.out / MODEL_DIR),
             "config": self.cfg.to_dict(),
