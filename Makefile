@@ -70,6 +70,9 @@ beir-table: setup
 	    --out indexes/$$n-splade --with-bm25 --quiet || exit 1; \
 	  [ -d indexes/$$n-if ] || $(BIN)/sparseretr index build --corpus $$d \
 	    --out indexes/$$n-if --encoder inference-free --max-length 256 --quiet || exit 1; \
+	  [ -d indexes/$$n-if-lex ] || $(BIN)/sparseretr index build --corpus $$d \
+	    --out indexes/$$n-if-lex --encoder inference-free --max-length 256 \
+	    --lexical-weight 2 --quiet || exit 1; \
 	  [ -d runs/adapt-$$n/index ] || $(BIN)/sparseretr adapt --corpus $$d \
 	    --out runs/adapt-$$n --minutes $(MINUTES) --index || exit 1; \
 	done
@@ -78,6 +81,7 @@ beir-table: setup
 		--index "bm25 (ours)=indexes/{dataset}-splade:bm25" \
 		--index "splade-tiny=indexes/{dataset}-splade:sparse" \
 		--index "inference-free untrained=indexes/{dataset}-if:sparse" \
+		--index "inference-free untrained + lexical prior=indexes/{dataset}-if-lex:sparse" \
 		--index "inference-free adapted=runs/adapt-{dataset}/index:sparse,dense,hybrid" \
 		--fusion convex --check-exact
 

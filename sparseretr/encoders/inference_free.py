@@ -16,6 +16,7 @@ import numpy as np
 from sparseretr.encoders.base import SparseEncoder
 from sparseretr.encoders.lexical import LexicalPrior, add
 from sparseretr.encoders.splade import SpladeEncoder, folder_settings
+from sparseretr.encoders.st_layout import read_st_layout, static_query_weights
 from sparseretr.idf import IDF_FILE, bm25_idf, document_frequencies, load_idf_json, save_idf_json
 from sparseretr.index.vectors import SparseVectors
 from sparseretr.models import DEFAULT_SPLADE, model_in_state, resolve_model
@@ -38,12 +39,17 @@ class InferenceFreeEncoder(SparseEncoder):
         self.tokenizer = self.doc_encoder.tokenizer
         self.vocab_size = self.doc_encoder.vocab_size
         self.idf_source = "given" if idf is not None else None
-        if idf is None and (resolve_model(model) / IDF_FILE).is_file():
-            idf = self._read_idf(resolve_model(model) / IDF_FILE)
+        layout = read_st_layout(model)
+        root = Path(model).expanduser() if layout else resolve_model(model)
+        if idf is None and (root / IDF_FILE).is_file():  # OpenSearch style, and our exports
+            idf = self._read_idf(root / IDF_FILE)
             self.idf_source = "model"
+        elif idf is None and layout is not None and layout.query_weights is not None:
+            idf = static_query_weights(layout.query_weights, self.vocab_size)
+            self.idf_source = "model"  # a sentence-transformers static query route
         self.idf = idf
         if lexical is None:
-            lexical = folder_settings(resolve_model(model)).get("lexical")
+            lexical = folder_settings(root).get("lexical")
         self.lexical = (
             lexical if isinstance(lexical, LexicalPrior) or lexical is None
             else LexicalPrior.from_dict(lexical)

@@ -20,6 +20,7 @@ from torch import nn
 
 from sparseretr.encoders._torch import inference, pick_device, resolve_dtype
 from sparseretr.encoders.base import SparseEncoder
+from sparseretr.encoders.st_layout import read_st_layout
 from sparseretr.index.errors import UserInputError
 from sparseretr.index.vectors import SparseVectors
 from sparseretr.models import DEFAULT_SPLADE, model_in_state, resolve_model, save_model_in_state
@@ -79,11 +80,6 @@ def folder_settings(path: Path) -> dict[str, Any]:
     return settings
 
 
-def _folder_activation(path: Path) -> str:
-    """The activation a model folder's sparseretr_config.json names, else log1p."""
-    return str(folder_settings(path).get("activation", "log1p"))
-
-
 VOCAB_TILE = 2048  # vocabulary entries per projection tile
 TOKEN_TILE = 1024  # tokens per projection tile (whole documents)
 
@@ -127,8 +123,16 @@ class SpladeEncoder(SparseEncoder):
         from transformers import AutoModelForMaskedLM, AutoTokenizer
 
         self.model_ref = str(model)
-        path = resolve_model(model)
-        self.activation = activation or _folder_activation(path)
+        layout = read_st_layout(model)  # a sentence-transformers SparseEncoder folder
+        path = layout.transformer if layout else resolve_model(model)
+        root = Path(model).expanduser() if layout else path
+        # Ours (sparseretr_config.json), else the folder's SpladePooling, else SPLADE's log1p.
+        self.activation = str(
+            activation
+            or folder_settings(root).get("activation")
+            or (layout.activation if layout else None)
+            or "log1p"
+        )
         if self.activation not in ACTIVATIONS:
             raise UserInputError(
                 f"activation must be one of {ACTIVATIONS}, got {self.activation!r}"
