@@ -15,7 +15,7 @@ import pytest
 import torch
 
 from sparseretr.adapt import generate, read_corpus, sentences
-from sparseretr.adapt.job import training_data
+from sparseretr.adapt.job import AdaptOptions, default_config, training_data
 from sparseretr.cli import main
 from sparseretr.corpus import CorpusError
 
@@ -204,3 +204,12 @@ def test_fit_budget_sizes_the_run(tmp_path: Path) -> None:
     t.total_steps = 100
     t._fit_budget(600.0, [9.0, 2.0])
     assert t.total_steps == 100  # never more than the configured run
+
+
+def test_dense_option_picks_the_teacher_and_the_dense_side() -> None:
+    """`adapt --dense MODEL`: the dense teacher (and so the adapted index's dense side, which
+    reuses the teacher's document vectors) is that model; the prior weight is the default."""
+    cfg = default_config(AdaptOptions(corpus="c", out="o", dense="all-mpnet-base-v2"))
+    dense = [m for m in cfg["teachers"]["members"] if m["kind"] == "dense"]
+    assert [m["model"] for m in dense] == ["all-mpnet-base-v2"]
+    assert cfg["lexical_weight"] == 2.0 and cfg["loss"]["calibrate_scale"] is True

@@ -44,6 +44,7 @@ class AdaptOptions:
     corpus: str
     out: str
     model: str = DEFAULT_SPLADE
+    dense: str = DEFAULT_DENSE  # the dense teacher, also the adapted index's dense side
     minutes: float = 30.0
     generator: str = "mix"
     n_queries: int = 4000
@@ -119,7 +120,7 @@ def default_config(o: AdaptOptions) -> dict[str, Any]:
         "teachers": {
             "cache": str(out / "teachers.npz"),
             "members": [
-                {"kind": "dense", "weight": 1.0, "model": DEFAULT_DENSE, "max_length": 256},
+                {"kind": "dense", "weight": 1.0, "model": o.dense, "max_length": 256},
                 {"kind": "bm25", "weight": 1.0},
                 {"kind": "splade", "weight": 1.0, "model": o.model, "max_length": 256},
             ],
