@@ -83,7 +83,7 @@ def default_config(o: AdaptOptions) -> dict[str, Any]:
     - A lexical prior of weight 2 under the learned document weights (encoders/lexical.py):
       the student starts as BM25-over-word-pieces fused with the starting model and learns
       the rest as a residual. Weight 2 was the best or within 0.001 of it for the untrained
-      model on SciFact train and NFCorpus dev (0.25-2 all beat both parts alone).
+      model on SciFact train and NFCorpus dev (weights 1-10 all beat both parts alone).
     """
     out = Path(o.out)
     return {
