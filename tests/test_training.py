@@ -302,6 +302,36 @@ def test_lexical_prior_is_scored_not_regularized_and_exported(beir: Path, tmp_pa
     )
 
 
+def test_calibrated_scale_matches_the_teacher_spread_and_survives_resume(
+    beir: Path, tmp_path: Path
+):
+    """calibrate_scale: student scores x scale spread within a group as the teacher's do on
+    the first batches; a resumed run keeps the scale it was trained with, not a new one."""
+    cfg = make_config(
+        beir, tmp_path / "cal", lexical_weight=2.0, loss={"calibrate_scale": True},
+        optim={"max_steps": 2}, checkpoint_every=1,
+    )  # fmt: skip
+    tr = Trainer(cfg, show_progress=False)
+    tr.model.eval()
+    student, teacher = [], []
+    with torch.no_grad():
+        for i in range(min(8, len(tr.sampler))):
+            batch = tr.sampler.batch(0, i)
+            _, q, d = tr.student(batch)
+            scores = (q @ d.T).reshape(len(batch.queries), -1)
+            g = batch.docs.shape[1]
+            own = torch.stack([scores[j, j * g : (j + 1) * g] for j in range(len(batch.queries))])
+            student.append(float((own * tr.score_scale).std(1).mean()))
+            teacher.append(float(np.std(batch.teacher, axis=1).mean()))
+    assert tr.score_scale != 1.0
+    assert np.mean(student) == pytest.approx(np.mean(teacher), rel=1e-4)
+    tr.train(stop_at_step=1)
+    tr.score_scale = 0.123  # what the checkpoint written next will hold
+    tr.save_checkpoint()
+    resumed = Trainer(cfg, show_progress=False)
+    assert resumed.step == 1 and resumed.score_scale == 0.123
+
+
 def test_final_fit_without_heldout_trains_on_all_queries(beir: Path, tmp_path: Path):
     """heldout 0: every train query is trained on, no evaluation is reported, the model exports."""
     cfg = make_config(

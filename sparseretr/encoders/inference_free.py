@@ -16,10 +16,10 @@ import numpy as np
 from sparseretr.encoders.base import SparseEncoder
 from sparseretr.encoders.lexical import LexicalPrior, add
 from sparseretr.encoders.splade import SpladeEncoder, folder_settings
-from sparseretr.encoders.st_layout import read_st_layout, static_query_weights
+from sparseretr.encoders.st_layout import static_query_weights
 from sparseretr.idf import IDF_FILE, bm25_idf, document_frequencies, load_idf_json, save_idf_json
 from sparseretr.index.vectors import SparseVectors
-from sparseretr.models import DEFAULT_SPLADE, model_in_state, resolve_model
+from sparseretr.models import DEFAULT_SPLADE, model_in_state
 
 
 class InferenceFreeEncoder(SparseEncoder):
@@ -39,8 +39,7 @@ class InferenceFreeEncoder(SparseEncoder):
         self.tokenizer = self.doc_encoder.tokenizer
         self.vocab_size = self.doc_encoder.vocab_size
         self.idf_source = "given" if idf is not None else None
-        layout = read_st_layout(model)
-        root = Path(model).expanduser() if layout else resolve_model(model)
+        layout, root = self.doc_encoder.layout, self.doc_encoder.root
         if idf is None and (root / IDF_FILE).is_file():  # OpenSearch style, and our exports
             idf = self._read_idf(root / IDF_FILE)
             self.idf_source = "model"

@@ -57,10 +57,9 @@ class LexicalPrior:
         lengths = np.fromiter((len(t) for t in token_lists), dtype=np.int64, count=n)
         rows = np.repeat(np.arange(n), lengths)
         cols = np.fromiter((t for ids in token_lists for t in ids), dtype=np.int64)
-        counts = sp.csr_matrix(
+        counts = sp.csr_matrix(  # from (row, col) pairs: repeated pieces are summed
             (np.ones(cols.size, dtype=np.float32), (rows, cols)), shape=(n, vocab_size)
         )
-        counts.sum_duplicates()
         tf = counts.data
         norm = self.k1 * (1 - self.b + self.b * lengths / self.avgdl)
         row_of = np.repeat(np.arange(n), np.diff(counts.indptr))

@@ -123,9 +123,11 @@ class SpladeEncoder(SparseEncoder):
         from transformers import AutoModelForMaskedLM, AutoTokenizer
 
         self.model_ref = str(model)
-        layout = read_st_layout(model)  # a sentence-transformers SparseEncoder folder
+        # A sentence-transformers SparseEncoder folder keeps its MLM in `layout.transformer`;
+        # `root` is the folder the user named, where idf.json and sparseretr_config.json live.
+        self.layout = layout = read_st_layout(model)
         path = layout.transformer if layout else resolve_model(model)
-        root = Path(model).expanduser() if layout else path
+        self.root = root = Path(model).expanduser() if layout else path
         # Ours (sparseretr_config.json), else the folder's SpladePooling, else SPLADE's log1p.
         self.activation = str(
             activation

@@ -158,8 +158,6 @@ class Trainer:
         )
         self.step = 0
         self.score_scale = cfg.loss.score_scale
-        if cfg.loss.calibrate_scale and self.sampler.teacher_for is not None:
-            self.score_scale = self._calibrated_scale()  # a resumed run reloads its own
         self.history: list[dict[str, Any]] = []
         self.train_seconds = 0.0
         self.eval_every = cfg.eval.every_steps
@@ -170,6 +168,8 @@ class Trainer:
                 self.load_checkpoint(latest)
         if self.step == 0:  # a fresh run: no records of an earlier, abandoned one
             (self.out / METRICS_FILE).unlink(missing_ok=True)
+            if cfg.loss.calibrate_scale and self.sampler.teacher_for is not None:
+                self.score_scale = self._calibrated_scale()  # a resumed run keeps its own
 
     # -- set-up -------------------------------------------------------------------------------
     def _initial_idf(self) -> torch.nn.Parameter | torch.Tensor:
@@ -197,13 +197,7 @@ class Trainer:
         with torch.no_grad():
             for i in range(min(batches, len(self.sampler))):
                 batch = self.sampler.batch(0, i)
-                flat = batch.docs.reshape(-1)
-                docs = encode_for_training(
-                    self.splade, [self.doc_tokens[d] for d in flat],
-                    activation=self.cfg.loss.activation, dtype=self.dtype,
-                )  # fmt: skip
-                queries = self.query_reps(batch.queries)
-                scored = docs + self.prior_rows(flat)
+                _, queries, scored = self.student(batch)
                 scores = group_scores(queries @ scored.T, batch.docs.shape[1])
                 student.append(float(scores.float().std(1).mean()))
                 teacher.append(float(np.std(batch.teacher, axis=1).mean()))
@@ -266,18 +260,23 @@ class Trainer:
         rows = self.doc_prior[docs].toarray()
         return torch.from_numpy(rows).to(self.device)
 
+    def student(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(document weights the model makes, query vectors, documents as the index will
+        hold them: the model's weights plus the fixed lexical prior) for a batch."""
+        flat = batch.docs.reshape(-1)
+        docs = encode_for_training(
+            self.splade,
+            [self.doc_tokens[d] for d in flat],
+            activation=self.cfg.loss.activation,
+            dtype=self.dtype,
+        )
+        return docs, self.query_reps(batch.queries), docs + self.prior_rows(flat)
+
     def losses(self, batch: Batch, step: int) -> tuple[torch.Tensor, dict[str, float]]:
         """Weighted sum of ranking, distillation and FLOPS terms for one micro-batch."""
         lc = self.cfg.loss
         b, g = batch.docs.shape
-        docs = encode_for_training(
-            self.splade,
-            [self.doc_tokens[d] for d in batch.docs.reshape(-1)],
-            activation=lc.activation,
-            dtype=self.dtype,
-        )
-        queries = self.query_reps(batch.queries)
-        scored = docs + self.prior_rows(batch.docs.reshape(-1))  # what the index will hold
+        docs, queries, scored = self.student(batch)
         lam_d, lam_q = self.flops_schedule(step)
         parts: dict[str, torch.Tensor] = {}
         if lc.contrastive:
