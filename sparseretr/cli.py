@@ -391,7 +391,7 @@ def _add_adapt_parser(sub: argparse._SubParsersAction) -> None:
     t.add_argument(
         "--dense", default=DEFAULT_DENSE,
         help="dense teacher and the index's dense side (default %(default)s; all-mpnet-base-v2 "
-        "with the [mpnet] extra: stronger on SciFact/NFCorpus, ~5x the encoding cost)",
+        "with the [mpnet] extra: stronger on NFCorpus, not SciFact; ~8x the encoding cost)",
     )  # fmt: skip
     t.add_argument("--generator", choices=GENERATORS, default="mix", help="pseudo-query source")
     t.add_argument("--queries", type=int, default=4000, help="pseudo-queries to train on")
