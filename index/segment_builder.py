@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 from sparseretr.index.build import build_index, side_writer
 from sparseretr.index.dense import DenseIndex
+from sparseretr.index.errors import UserInputError
 from sparseretr.index.format import BM25_DIR, ENCODER_DIR, tree_writer
 from sparseretr.index.segments import SEGMENTS_DIR, Segment, Snapshot, open_segment
 from sparseretr.index.vectors import SparseVectors
@@ -51,6 +52,16 @@ def build_segment(
 def build_merged(snap: Snapshot, name: str, picks: list[Segment], *, open_dense: bool) -> Segment:
     """One segment from the live docs of picks, in their order, impacts unchanged (the scales
     are fixed), each side over the snapshot's whole vocabulary."""
+    (seg,) = build_split(snap, [name], picks, open_dense=open_dense)
+    return seg
+
+
+def build_split(
+    snap: Snapshot, names: list[str], picks: list[Segment], *, open_dense: bool
+) -> list[Segment]:
+    """The live docs of picks, in their order, cut into len(names) segments of near-equal
+    size (contiguous runs): a merge is one part, a split for sharded serving several. Impacts
+    are unchanged (the scales are fixed), so every document scores what it scored before."""
     ids: list[str] = []
     docs: list[dict[str, Any]] = []
     sparse, bm25, dense = [], [], []
@@ -66,20 +77,31 @@ def build_merged(snap: Snapshot, name: str, picks: list[Segment], *, open_dense:
             bm25.append(seg.bm25.doc_vectors(live))
         if seg.dense is not None:
             dense.append(np.asarray(seg.dense.vectors[live]))
+    if len(names) > max(len(ids), 1):
+        raise UserInputError(f"cannot cut {len(ids)} documents into {len(names)} segments")
     first = snap.first
-    bm25_rows = None
+    all_sparse = SparseVectors.concat(sparse).widened(snap.vocab("sparse").size)
+    all_bm25 = None
     if first.bm25 is not None:
-        bm25_rows = SparseVectors.concat(bm25).widened(snap.vocab("bm25").size)
-    return build_segment(
-        snap,
-        name,
-        ids,
-        docs,
-        SparseVectors.concat(sparse).widened(snap.vocab("sparse").size),
-        bm25_rows,
-        np.concatenate(dense) if first.dense is not None and open_dense else None,
-        open_dense=open_dense,
-    )
+        all_bm25 = SparseVectors.concat(bm25).widened(snap.vocab("bm25").size)
+    all_dense = np.concatenate(dense) if first.dense is not None and open_dense else None
+    bounds = np.linspace(0, len(ids), len(names) + 1).round().astype(int)
+    out = []
+    for name, a, b in zip(names, bounds[:-1], bounds[1:], strict=True):
+        rows = np.arange(a, b)
+        out.append(
+            build_segment(
+                snap,
+                name,
+                ids[a:b],
+                docs[a:b],
+                all_sparse if len(names) == 1 else all_sparse.slice(rows),
+                None if all_bm25 is None else all_bm25 if len(names) == 1 else all_bm25.slice(rows),
+                None if all_dense is None else all_dense[a:b],
+                open_dense=open_dense,
+            )
+        )
+    return out
 
 
 def stack_rows(rows: list[tuple[SparseVectors, int]], vocab_size: int) -> SparseVectors:

@@ -39,7 +39,12 @@ from typing import Any
 import numpy as np
 from sparseretr.index.build import build_index, refuse_existing, swap_into_place
 from sparseretr.index.dense import DENSE_DIR, DenseIndex
-from sparseretr.index.errors import CorruptIndexError, IndexNotFoundError, IndexVersionError
+from sparseretr.index.errors import (
+    CorruptIndexError,
+    IndexNotFoundError,
+    IndexVersionError,
+    UserInputError,
+)
 from sparseretr.index.format import BM25_DIR, MANIFEST, fsync_dir, fsync_file
 from sparseretr.index.sparse_index import SparseIndex
 from sparseretr.index.vectors import SparseVectors
@@ -237,6 +242,51 @@ class SegHit:
     internal: int
 
 
+@dataclass
+class Run:
+    """One segment's top-k per query as its kernel returned it (unmerged)."""
+
+    segment: int  # position in the commit
+    internal: np.ndarray  # int [nq, k]; -1 where there is no hit
+    scores: np.ndarray  # float [nq, k]
+    ids: np.ndarray  # external ids, utf-8 bytes [nq, k] (meaningless where internal is -1)
+
+
+def merge_runs(runs: Sequence[Run], nq: int, k: int) -> list[list[SegHit]]:
+    """The top-k per query over several segments' runs, ordered by score (descending), then
+    segment position, then internal id: the same order wherever the runs were computed (one
+    process, or shard servers), so a sharded search returns exactly this."""
+    if len(runs) == 1:  # one segment: the kernel's order already (ties by internal id)
+        r = runs[0]
+        return [
+            [
+                SegHit(bytes(r.ids[q, j]).decode("utf-8"), float(r.scores[q, j]), r.segment, int(i))
+                for j, i in enumerate(r.internal[q])
+                if i >= 0
+            ][:k]
+            for q in range(nq)
+        ]
+    out: list[list[SegHit]] = [[] for _ in range(nq)]
+    if not runs or nq == 0:
+        return out
+    internal = np.concatenate([np.asarray(r.internal, dtype=np.int64) for r in runs], axis=1)
+    scores = np.concatenate([np.asarray(r.scores, dtype=np.float32) for r in runs], axis=1)
+    pos = np.concatenate([np.full(np.shape(r.internal), r.segment, np.int64) for r in runs], 1)
+    ids = np.concatenate([r.ids for r in runs], axis=1)
+    key = np.where(internal >= 0, -scores.astype(np.float64), np.inf)  # no hit: last
+    order = np.lexsort((internal, pos, key), axis=-1)[:, :k]
+    for q in range(nq):
+        hits = out[q]
+        for j in order[q]:
+            if internal[q, j] < 0:
+                break
+            hits.append(
+                SegHit(bytes(ids[q, j]).decode("utf-8"), float(scores[q, j]), int(pos[q, j]),
+                       int(internal[q, j]))
+            )  # fmt: skip
+    return out
+
+
 class Snapshot:
     """What a reader sees: the segments of one commit with their deletion masks. Immutable;
     a writer publishes a new Snapshot after each commit and readers keep theirs until done."""
@@ -249,12 +299,29 @@ class Snapshot:
         self._cache: dict[str, Any] = {}  # derived, per snapshot (immutable, so never stale)
 
     @classmethod
-    def open(cls, path: str | Path, *, dense: bool = True) -> Snapshot:
-        """Open the current commit of a segmented index, or a plain v2 index read-only."""
+    def open(
+        cls, path: str | Path, *, dense: bool = True, segments: Sequence[str] | None = None
+    ) -> Snapshot:
+        """Open the current commit of a segmented index, or a plain v2 index read-only.
+
+        segments: only these (by name, kept in commit order), the share of one shard server;
+        its statistics (doc_freqs) then cover those segments only."""
         root = Path(path)
         if (root / MANIFEST).is_file() and not is_segmented(root):
+            if segments is not None and list(segments) != ["."]:
+                raise UserInputError(f"{root} is a plain index folder: it has no segments")
             return cls(root, [open_segment(root, ".", dense=dense)], None)
         commit = read_commit(root)
+        if segments is not None:
+            names = {e["name"] for e in commit["segments"]}
+            missing = sorted(set(segments) - names)
+            if missing:
+                raise UserInputError(
+                    f"{root}: its current commit (generation {commit['generation']}) has no "
+                    f"segment {missing[0]}; it holds {sorted(names)}"
+                )
+            keep = set(segments)
+            commit = {**commit, "segments": [e for e in commit["segments"] if e["name"] in keep]}
         return cls(root, open_segments(root, commit, dense=dense), commit)
 
     @property
@@ -307,64 +374,61 @@ class Snapshot:
             got = self._cache[key] = (df, sum(i.n_docs for i in idx))
         return got
 
+    def summary(self) -> dict[str, int]:
+        """Counts the service reports: segments, deleted documents, dense rows."""
+        return {
+            "segments": len(self.segments),
+            "deleted_docs": sum(s.n_deleted for s in self.segments),
+            "dense_docs": sum(s.dense.n for s in self.segments if s.dense is not None),
+        }
+
+    def term_weights(self, side: str, segment: int, internal: int, terms: np.ndarray) -> np.ndarray:
+        """A hit's stored weights for these term ids (0 where it has none; ids past the
+        segment's vocabulary, words added after it was written, read as 0)."""
+        index = self.segments[segment].side(side)
+        terms = np.asarray(terms)
+        out = np.zeros(terms.size, dtype=np.float32)
+        known = terms < index.vocab_size
+        out[known] = index.term_weights(internal, terms[known])
+        return out
+
     # ---------------------------------------------------------------- search
     def search(self, side: str, queries: SparseVectors, k: int, **knobs: Any) -> list[list[SegHit]]:
         """Exact top-k of the live documents per query (side "sparse" or "bm25"). Segments
         written before a live write grew the vocabulary skip the words they cannot hold."""
-        runs = []
-        for si, seg in enumerate(self.segments):
-            dead = seg.dead if seg.n_deleted else None
-            index = seg.side(side)
-            q = queries.below(index.vocab_size)
-            ids, scores = index.search(q, k, dead=dead, **knobs)
-            runs.append((si, ids, scores))
-        return self._merge(runs, len(queries), k)
+        return merge_runs(self.runs(side, queries, k, **knobs), len(queries), k)
 
     def brute_force(self, side: str, queries: SparseVectors, k: int) -> list[list[SegHit]]:
         """The same result as search() from scipy products: the reference it is checked on."""
-        runs = []
-        for si, seg in enumerate(self.segments):
-            dead = seg.dead if seg.n_deleted else None
-            index = seg.side(side)
-            ids, scores = index.brute_force(queries.below(index.vocab_size), k, dead=dead)
-            runs.append((si, ids, scores))
-        return self._merge(runs, len(queries), k)
+        return merge_runs(self.runs(side, queries, k, brute_force=True), len(queries), k)
 
     def search_dense(self, queries: np.ndarray, k: int) -> list[list[SegHit]]:
         """Top-k by inner product over every segment's dense side, deleted docs left out."""
-        runs = []
-        for si, seg in enumerate(self.segments):
-            assert seg.dense is not None
-            ids, scores = seg.dense.search(queries, k + seg.n_deleted)
-            if seg.n_deleted:
-                gone = (ids >= 0) & (seg.dead[np.maximum(ids, 0)] == 1)
-                ids = np.where(gone, -1, ids)
-            runs.append((si, ids, scores))
-        return self._merge(runs, len(queries), k)
+        return merge_runs(self.runs("dense", queries, k), len(queries), k)
 
-    def _merge(
-        self, runs: list[tuple[int, np.ndarray, np.ndarray]], nq: int, k: int
-    ) -> list[list[SegHit]]:
-        out: list[list[SegHit]] = []
-        if len(runs) == 1:  # one segment: already in order, nothing to merge
-            si, ids, scores = runs[0]
-            doc_id = self.segments[si].sparse.doc_id
-            for row_ids, row_scores in zip(ids, scores, strict=True):
-                pairs = zip(row_ids, row_scores, strict=True)
-                hits = [SegHit(doc_id(int(i)), float(x), si, int(i)) for i, x in pairs if i >= 0]
-                out.append(hits[:k])
-            return out
-        for q in range(nq):
-            cand = [
-                (float(s), si, int(i))
-                for si, ids, scores in runs
-                for i, s in zip(ids[q], scores[q], strict=True)
-                if i >= 0
-            ]
-            cand.sort(key=lambda c: (-c[0], c[1], c[2]))
-            out.append(
-                [SegHit(self.segments[si].sparse.doc_id(i), s, si, i) for s, si, i in cand[:k]]
-            )
+    def runs(
+        self, side: str, queries: Any, k: int, *, brute_force: bool = False, **knobs: Any
+    ) -> list[Run]:
+        """Each segment's own top-k per query, unmerged (merge_runs merges them): side
+        "sparse" or "bm25" (SparseVectors; the kernel, or scipy with brute_force) or "dense"
+        (rows). A shard server sends these to its router."""
+        out = []
+        for si, seg in enumerate(self.segments):
+            dead = seg.dead if seg.n_deleted else None
+            if side == "dense":
+                assert seg.dense is not None
+                ids, scores = seg.dense.search(queries, k + seg.n_deleted)
+                if seg.n_deleted:
+                    gone = (ids >= 0) & (seg.dead[np.maximum(ids, 0)] == 1)
+                    ids = np.where(gone, -1, ids)
+            else:
+                index = seg.side(side)
+                q = queries.below(index.vocab_size)
+                if brute_force:
+                    ids, scores = index.brute_force(q, k, dead=dead)
+                else:
+                    ids, scores = index.search(q, k, dead=dead, **knobs)
+            out.append(Run(si, ids, scores, seg.sparse.raw_doc_ids(ids)))
         return out
 
     # ------------------------------------------------------------- documents

@@ -237,6 +237,14 @@ class SparseIndex:
             raise IndexError(f"internal doc id {i} out of range [0, {self.n_docs})")
         return bytes(self._doc_ids[i]).decode("utf-8")
 
+    def raw_doc_ids(self, internal: np.ndarray) -> np.ndarray:
+        """External ids as stored (utf-8 bytes, fixed width) for an array of internal ids,
+        any shape; -1 (padding) maps to some id: callers mask it. One gather, no Python loop:
+        what a shard sends its router."""
+        if self.n_docs == 0:
+            return np.zeros(np.shape(internal), dtype="S1")
+        return self._doc_ids[np.maximum(np.asarray(internal), 0)]
+
     def doc_ids(self, internal: np.ndarray) -> list[str | None]:
         """External ids for an array of internal ids; -1 (padding) maps to None."""
         return [None if i < 0 else self.doc_id(int(i)) for i in np.asarray(internal).ravel()]

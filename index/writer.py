@@ -30,7 +30,7 @@ from sparseretr.index.housekeeping import (
     sweep_orphans,
 )
 from sparseretr.index.merge_policy import pick_merge
-from sparseretr.index.segment_builder import build_merged, build_segment, stack_rows
+from sparseretr.index.segment_builder import build_merged, build_segment, build_split, stack_rows
 from sparseretr.index.segments import (
     SIDES,
     WAL_DIR,
@@ -202,6 +202,25 @@ class IndexWriter:
             with self._lock:
                 self._swap_merged(seg, picks)
         return True
+
+    def split(self, n_segments: int) -> Snapshot:
+        """Rewrite the live documents as n_segments segments of near-equal size, in document
+        order, scores unchanged (the scales are fixed): the units a sharded deployment spreads
+        over its shard servers (sparseretr.cluster). Pending writes are committed first;
+        writes wait while it runs."""
+        if isinstance(n_segments, bool) or not 1 <= n_segments <= self.max_segments:
+            raise UserInputError(
+                f"segments must be 1..{self.max_segments} (more would be merged back by the "
+                f"merge policy), got {n_segments!r}"
+            )
+        with self._merge_lock, self._lock:
+            if self._pending:
+                self._commit_pending()
+            snap = self._snapshot
+            names = [self._new_name() for _ in range(n_segments)]
+            parts = build_split(snap, names, list(snap.segments), open_dense=self._dense)
+            self._publish(drop_empty(parts), snap.generation + 1, int(snap.commit["wal_seq"]))
+            return self._snapshot
 
     def wait_for_merges(self) -> None:
         t = self._merge_thread

@@ -89,6 +89,13 @@ def open_engine(settings: Settings, progress: LoadProgress | None = None) -> Any
 
     ensure_index(settings, progress)
     extra = {"device": settings.device} if settings.device else {}
+    if settings.shards:
+        from sparseretr.cluster import open_sharded
+
+        return open_sharded(
+            settings.index_path, settings.shards, ray_address=settings.ray_address,
+            dense=settings.dense, bm25=settings.bm25, **extra,
+        )  # fmt: skip
     writable = settings.writable and is_segmented(settings.index_path)
     return Engine.open(
         settings.index_path, dense=settings.dense, bm25=settings.bm25, writable=writable, **extra

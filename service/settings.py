@@ -44,6 +44,14 @@ class Settings(BaseSettings):
     refresh_interval_s: float = Field(
         1.0, ge=0.0, description="commit pending writes this often (0: only on request)"
     )
+    shards: int = Field(
+        0, ge=0, le=64,
+        description="serve the index from this many Ray shard actors (0: in this process; the "
+        "index needs at least as many segments: `sparseretr index split`); read-only",
+    )  # fmt: skip
+    ray_address: str | None = Field(
+        None, description="Ray cluster for shards: auto, host:port, ray://... (default: local)"
+    )
     load_in_background: bool = Field(
         True, description="answer /healthz while the engine loads; /readyz says 503 until done"
     )

@@ -6,7 +6,8 @@ The Python API, one name per job (documented in the README's "Python API" sectio
   encoders `create_encoder`, `SpladeEncoder`, `InferenceFreeEncoder`, `BM25Encoder`,
   `DenseEncoder`; `sparseretr.adapt.adapt(AdaptOptions(...))` fits an inference-free model to
   a corpus with no labels (`adapt` is also the subpackage's name, so it is not re-exported)
-- open and search it: `Engine` (sparse, dense, bm25 and hybrid modes, explain, live writes)
+- open and search it: `Engine` (sparse, dense, bm25 and hybrid modes, explain, live writes);
+  `open_sharded` gives the same Engine over Ray shard servers (read-only)
 - fuse runs of your own: `rrf`, `convex`
 - evaluate: `load_beir`, `evaluate` (nDCG, recall, MRR, MAP)
 - the storage underneath: `SparseIndex`, `SparseVectors`
@@ -36,6 +37,7 @@ _API = {
     "create_encoder": "sparseretr.encoders",
     "evaluate": "sparseretr.metrics",
     "load_beir": "sparseretr.beir",
+    "open_sharded": "sparseretr.cluster",
     "rrf": "sparseretr.fusion",
 }
 __all__ = sorted(_API)

@@ -159,6 +159,8 @@ def cmd_index_build(a: argparse.Namespace) -> int:
     from sparseretr.corpus import corpus_file
 
     _check_encoder_args(a)
+    if not 1 <= a.segments <= 8:
+        raise UserInputError(f"--segments must be 1..8, got {a.segments}")
     if a.vectors:
         return _index_from_vectors(a)
     if not a.corpus:
@@ -188,8 +190,30 @@ def cmd_index_build(a: argparse.Namespace) -> int:
         overwrite=a.overwrite,
         show_progress=not a.quiet,
     )
-    summary = build_batch(a.corpus, a.out, _encoder_from_args(a), options)
-    print(json.dumps(summary.as_dict(), indent=2))
+    summary = build_batch(a.corpus, a.out, _encoder_from_args(a), options).as_dict()
+    if a.segments > 1:
+        summary["segments"] = _split(a.out, a.segments)
+    print(json.dumps(summary, indent=2))
+    return 0
+
+
+def _split(index: str | Path, n: int) -> list[dict]:
+    from sparseretr.index.writer import IndexWriter
+
+    writer = IndexWriter(index, background_merges=False)  # dense on: the parts keep dense/
+    try:
+        snap = writer.split(n)
+        return [s.record() for s in snap.segments]
+    finally:
+        writer.close()
+
+
+def cmd_index_split(a: argparse.Namespace) -> int:
+    from sparseretr.index.segments import is_segmented
+
+    if not is_segmented(a.index):
+        raise UserInputError(f"{a.index} is not a segmented index (index build writes one)")
+    print(json.dumps({"index": str(a.index), "segments": _split(a.index, a.segments)}, indent=2))
     return 0
 
 
@@ -206,6 +230,8 @@ def _index_from_vectors(a: argparse.Namespace) -> int:
         a.vectors, a.out, _encoder_from_args(a), dense_model=a.dense, with_bm25=a.with_bm25,
         overwrite=a.overwrite,
     )  # fmt: skip
+    if a.segments > 1:
+        summary["segments"] = _split(a.out, a.segments)
     print(json.dumps(summary, indent=2))
     return 0
 
@@ -449,6 +475,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="also build a dense index (default model all-MiniLM-L6-v2) for hybrid",
     )
     b.add_argument("--with-bm25", action="store_true", help="also build a BM25 index (mode bm25)")
+    b.add_argument(
+        "--segments", type=int, default=1,
+        help="write the index as this many equal segments (1-8): one per shard of `serve --shards`",
+    )  # fmt: skip
     _add_batch_args(b)
     _add_encoder_args(b)
     b.set_defaults(func=cmd_index_build)
@@ -456,6 +486,12 @@ def build_parser() -> argparse.ArgumentParser:
     i.add_argument("index")
     i.add_argument("--verify", action="store_true", help="also check every file's sha256")
     i.set_defaults(func=cmd_index_info)
+    sp = ix.add_parser(
+        "split", help="rewrite an index as N segments of equal size (the units of sharded serving)"
+    )
+    sp.add_argument("index")
+    sp.add_argument("--segments", type=int, required=True, help="how many (1-8)")
+    sp.set_defaults(func=cmd_index_split)
     u = ix.add_parser("upgrade", help="rewrite an older-format index in the current format")
     u.add_argument("index")
     u.add_argument("--out", help="write here instead of replacing the index in place")

@@ -20,7 +20,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sparseretr.corpus import doc_text
 from sparseretr.dense import DenseEncoder
@@ -32,6 +32,9 @@ from sparseretr.index.errors import UserInputError
 from sparseretr.index.format import BM25_DIR
 from sparseretr.index.segments import SegHit, Snapshot, is_segmented
 from sparseretr.index.writer import IndexWriter
+
+if TYPE_CHECKING:
+    from sparseretr.cluster.snapshot import ShardedSnapshot
 
 MODES: tuple[str, ...] = ("sparse", "dense", "hybrid", "bm25")
 
@@ -79,7 +82,7 @@ class Engine:
 
     def __init__(
         self,
-        source: Snapshot | IndexWriter,
+        source: Snapshot | IndexWriter | ShardedSnapshot,
         sparse_encoder: SparseEncoder,
         *,
         bm25_encoder: SparseEncoder | None = None,
@@ -142,33 +145,47 @@ class Engine:
             if writable
             else Snapshot.open(root, dense=dense)
         )
-        snap = source.snapshot if isinstance(source, IndexWriter) else source
         try:
-            first = snap.first
-            config = first.sparse.encoder_config
-            # A model encoder runs on the chosen device (query side, and documents of upserts);
-            # BM25 has no model.
-            on_device = {"device": device} if device and config.get("kind") != "bm25" else {}
-            sparse_enc = load_encoder(config, first.sparse.encoder_dir, **on_device)
-            bm25_enc = dense_enc = None
-            if bm25 and snap.has_side("bm25"):
-                assert first.bm25 is not None
-                bm25_enc = load_encoder(first.bm25.encoder_config, first.bm25.encoder_dir)
-            for side, enc in (("sparse", sparse_enc), ("bm25", bm25_enc)):
-                if isinstance(enc, BM25Encoder):
-                    enc.extend(snap.vocab(side).added)  # words live writes added since
-            if dense and snap.has_side("dense"):
-                assert first.dense is not None
-                dense_enc = DenseEncoder.from_config(first.dense.encoder_config, device=device)
-            return cls(source, sparse_enc, bm25_encoder=bm25_enc, dense_encoder=dense_enc)
+            return cls.over(source, dense=dense, bm25=bm25, device=device)
         except BaseException:
             source.close()  # a broken side must not leak the lock or the doc store handles
             raise
 
+    @classmethod
+    def over(
+        cls,
+        source: Snapshot | IndexWriter | ShardedSnapshot,
+        *,
+        dense: bool = True,
+        bm25: bool = True,
+        device: str | None = None,
+    ) -> Engine:
+        """An engine over an opened source (a snapshot, a writer, or the router's view of a
+        sharded deployment) with the encoders its first segment names."""
+        snap = source.snapshot if isinstance(source, IndexWriter) else source
+        first = snap.first
+        config = first.sparse.encoder_config
+        # A model encoder runs on the chosen device (query side, and documents of upserts);
+        # BM25 has no model.
+        on_device = {"device": device} if device and config.get("kind") != "bm25" else {}
+        sparse_enc = load_encoder(config, first.sparse.encoder_dir, **on_device)
+        bm25_enc = dense_enc = None
+        if bm25 and snap.has_side("bm25"):
+            assert first.bm25 is not None
+            bm25_enc = load_encoder(first.bm25.encoder_config, first.bm25.encoder_dir)
+        for side, enc in (("sparse", sparse_enc), ("bm25", bm25_enc)):
+            if isinstance(enc, BM25Encoder):
+                enc.extend(snap.vocab(side).added)  # words live writes added since
+        if dense and snap.has_side("dense"):
+            assert first.dense is not None
+            dense_enc = DenseEncoder.from_config(first.dense.encoder_config, device=device)
+        return cls(source, sparse_enc, bm25_encoder=bm25_enc, dense_encoder=dense_enc)
+
     # ------------------------------------------------------------ properties
     @property
     def snapshot(self) -> Snapshot:
-        """The committed view searches run on (taken once per search call)."""
+        """The committed view searches run on (taken once per search call); on a sharded
+        deployment, the router's view of the shards (same methods)."""
         if self.writer is not None:
             return self.writer.snapshot
         assert self._static is not None
@@ -204,11 +221,16 @@ class Engine:
         """What /stats and the metrics report: sizes, encoders, segments and the modes."""
         snap = self.snapshot
         first = snap.first
+        counts = snap.summary()
         dense = None
         if "dense" in self.modes and first.dense is not None:
             d = first.dense
-            n = sum(s.dense.n for s in snap.segments if s.dense is not None)
-            dense = {"kind": d.kind, "n": n, "dim": d.dim, "model": d.encoder_config.get("model")}
+            dense = {
+                "kind": d.kind,
+                "n": counts["dense_docs"],
+                "dim": d.dim,
+                "model": d.encoder_config.get("model"),
+            }
         return {
             "index_path": str(snap.root),
             "n_docs": snap.n_docs,
@@ -218,8 +240,8 @@ class Engine:
             "modes": self.modes,
             "dense": dense,
             "bm25_docs": snap.n_docs if "bm25" in self.modes else None,
-            "segments": len(snap.segments),
-            "deleted_docs": sum(s.n_deleted for s in snap.segments),
+            "segments": counts["segments"],
+            "deleted_docs": counts["deleted_docs"],
             "generation": snap.generation,
             "writable": self.writable,
             "pending_writes": self.writer.n_pending if self.writer is not None else 0,

@@ -31,10 +31,7 @@ def explain_hits(
     out = {}
     for h in fused:
         si, internal = where[h.id]
-        index = snap.segments[si].side(side)
-        known = terms < index.vocab_size  # an older segment lacks words added since
-        mine, mq = terms[known], qw[known]
-        dw = index.term_weights(internal, mine)
+        dw = snap.term_weights(side, si, internal, terms)
         keep = dw > 0
         rows = [
             {
@@ -43,7 +40,7 @@ def explain_hits(
                 "doc_weight": float(b),
                 "contribution": float(a * b),
             }
-            for t, a, b in zip(encoder.tokens(mine[keep]), mq[keep], dw[keep], strict=True)
+            for t, a, b in zip(encoder.tokens(terms[keep]), qw[keep], dw[keep], strict=True)
         ]
         out[h.id] = sorted(rows, key=lambda r: -r["contribution"])
     return out

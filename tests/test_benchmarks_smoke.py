@@ -91,3 +91,24 @@ def test_build_throughput_smoke(tmp_path: Path) -> None:
     live = record["live"]
     assert live["writes"] == 600 and live["upserts_per_s"] > 0 and live["segments_after"] >= 1
     assert (tmp_path / "out" / "build_throughput-latest.json").is_file()
+
+
+def test_sharded_search_smoke(tmp_path: Path) -> None:
+    """In its own process with a deadline: Ray's runtime stays out of the test process."""
+    import subprocess
+    import sys
+
+    pytest.importorskip("ray", reason="Ray is not installed (pip install 'sparseretr[ray]')")
+    out = tmp_path / "out"
+    cmd = [sys.executable, "-m", "benchmarks.sharded_search", "--synthetic", "3000",
+           "--queries", "20", "--shards", "1", "2", "-k", "10", "--clients", "2",
+           "--cache", str(tmp_path / "cache"), "--out", str(out)]  # fmt: skip
+    root = Path(__file__).resolve().parents[1]
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=300, cwd=root)
+    assert done.returncode == 0, done.stderr[-3000:]
+    record = _read_json(out, "sharded_search")
+    engines = [(r["engine"], r["shards"]) for r in record["rows"]]
+    assert engines == [("one process, unsplit (anchor)", 0), ("one process, 3 segments", 0),
+                       ("Ray shards", 1), ("Ray shards", 2)]  # fmt: skip
+    for r in record["rows"]:
+        assert r["identical"] == 20 and r["qps_batch"] > 0 and r["p50_ms"] > 0

@@ -24,14 +24,16 @@ from sparseretr.index.errors import UnavailableError
 INSTALL_HINT = "pip install 'sparseretr[ray]'  (Ray Data: ray[data])"
 
 
-def require_ray() -> Any:
-    """Import Ray Data, or fail with one line that says how to get it."""
+def require_ray(what: str = "--ray needs Ray Data", *, data: bool = True) -> Any:
+    """Import Ray (and Ray Data, the extra's other half: pyarrow, pandas), or fail with one
+    line that says how to get it."""
     try:
         import ray
-        import ray.data  # noqa: F401 - the extra's other half (pyarrow, pandas)
+
+        if data:
+            import ray.data  # noqa: F401
     except ImportError as e:
-        hint = f"--ray needs Ray Data, which is not installed: {INSTALL_HINT}"
-        raise UnavailableError(hint) from e
+        raise UnavailableError(f"{what}, which is not installed: {INSTALL_HINT}") from e
     return ray
 
 
