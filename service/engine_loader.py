@@ -77,6 +77,10 @@ def ensure_index(settings: Settings, progress: LoadProgress | None = None) -> No
         show_progress=True,  # the bar goes to the server's log (stderr)
         on_progress=progress.building if progress is not None else None,
     )
+    if settings.shards > 1:  # one segment per shard actor
+        from sparseretr.indexing import split_index
+
+        split_index(index, settings.shards)
     if progress is not None:
         progress.phase = "opening the index"
 

@@ -45,9 +45,10 @@ class Settings(BaseSettings):
         1.0, ge=0.0, description="commit pending writes this often (0: only on request)"
     )
     shards: int = Field(
-        0, ge=0, le=64,
-        description="serve the index from this many Ray shard actors (0: in this process; the "
-        "index needs at least as many segments: `sparseretr index split`); read-only",
+        0, ge=0, le=8,
+        description="serve the index from this many Ray shard actors (0: in this process); the "
+        "index needs as many segments (`sparseretr index split`; a first-start build splits "
+        "itself); read-only",
     )  # fmt: skip
     ray_address: str | None = Field(
         None, description="Ray cluster for shards: auto, host:port, ray://... (default: local)"

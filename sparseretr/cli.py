@@ -192,28 +192,18 @@ def cmd_index_build(a: argparse.Namespace) -> int:
     )
     summary = build_batch(a.corpus, a.out, _encoder_from_args(a), options).as_dict()
     if a.segments > 1:
-        summary["segments"] = _split(a.out, a.segments)
+        from sparseretr.indexing import split_index
+
+        summary["segments"] = split_index(a.out, a.segments)
     print(json.dumps(summary, indent=2))
     return 0
 
 
-def _split(index: str | Path, n: int) -> list[dict]:
-    from sparseretr.index.writer import IndexWriter
-
-    writer = IndexWriter(index, background_merges=False)  # dense on: the parts keep dense/
-    try:
-        snap = writer.split(n)
-        return [s.record() for s in snap.segments]
-    finally:
-        writer.close()
-
-
 def cmd_index_split(a: argparse.Namespace) -> int:
-    from sparseretr.index.segments import is_segmented
+    from sparseretr.indexing import split_index
 
-    if not is_segmented(a.index):
-        raise UserInputError(f"{a.index} is not a segmented index (index build writes one)")
-    print(json.dumps({"index": str(a.index), "segments": _split(a.index, a.segments)}, indent=2))
+    parts = split_index(a.index, a.segments)
+    print(json.dumps({"index": str(a.index), "segments": parts}, indent=2))
     return 0
 
 
@@ -231,7 +221,9 @@ def _index_from_vectors(a: argparse.Namespace) -> int:
         overwrite=a.overwrite,
     )  # fmt: skip
     if a.segments > 1:
-        summary["segments"] = _split(a.out, a.segments)
+        from sparseretr.indexing import split_index
+
+        summary["segments"] = split_index(a.out, a.segments)
     print(json.dumps(summary, indent=2))
     return 0
 

@@ -14,6 +14,7 @@ from typing import Any
 
 from sparseretr.encoders import BM25Encoder, SparseEncoder
 from sparseretr.index.build import side_writer
+from sparseretr.index.errors import UserInputError
 from sparseretr.index.segments import build_segmented
 from sparseretr.index.vectors import SparseVectors
 
@@ -114,3 +115,18 @@ def write_index(
         build_info=build_info,
         overwrite=overwrite,
     )
+
+
+def split_index(index: str | Path, segments: int) -> list[dict[str, Any]]:
+    """Rewrite a segmented index as `segments` equal segments (IndexWriter.split: scores
+    unchanged), the units `serve --shards` spreads over shard actors; returns their records."""
+    from sparseretr.index.segments import is_segmented
+    from sparseretr.index.writer import IndexWriter
+
+    if not is_segmented(index):
+        raise UserInputError(f"{index} is not a segmented index (index build writes one)")
+    writer = IndexWriter(index, background_merges=False)  # dense on: the parts keep dense/
+    try:
+        return [s.record() for s in writer.split(segments).segments]
+    finally:
+        writer.close()

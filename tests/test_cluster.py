@@ -72,8 +72,14 @@ def test_index_build_writes_the_segments_asked_for(tmp_path: Path, capsys) -> No
     q = one.first.sparse  # any query over the shared vocabulary: each doc's own terms
     queries_ = q.doc_vectors(np.arange(5))
     assert _runs(two, "sparse", queries_, 30) == _runs(one, "sparse", queries_, 30)
-    one.close()
     two.close()
+    shutil.copytree(tmp_path / "one", tmp_path / "three")
+    assert main(["index", "split", str(tmp_path / "three"), "--segments", "3"]) == 0
+    three = Snapshot.open(tmp_path / "three")
+    assert len(three.segments) == 3
+    assert _runs(three, "sparse", queries_, 30) == _runs(one, "sparse", queries_, 30)
+    one.close()
+    three.close()
     assert main([*args, "--out", str(tmp_path / "bad"), "--segments", "9"]) == 2
 
 
@@ -125,31 +131,33 @@ def _http(url: str, body: dict | None = None) -> tuple[int, dict]:
 
 
 @pytest.fixture(scope="module")
-def indexes(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
-    """The same corpus as one segment and as three (SPLADE, dense and BM25 sides)."""
-    root = tmp_path_factory.mktemp("cluster")
-    corpus = make_corpus(root / "corpus.jsonl", n=N_DOCS)
-    one = root / "one"
-    args = ["index", "build", "--corpus", str(corpus), "--out", str(one), "--max-length", "64",
-            "--dense", "--with-bm25", "--quiet"]  # fmt: skip
-    assert main(args) == 0
-    three = root / "three"
-    shutil.copytree(one, three)
-    assert main(["index", "split", str(three), "--segments", "3"]) == 0
-    return one, three
+def corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return make_corpus(tmp_path_factory.mktemp("cluster") / "corpus.jsonl", n=N_DOCS)
 
 
 @pytest.fixture(scope="module")
-def service(indexes: tuple[Path, Path]) -> Iterator[str]:
-    """`sparseretr serve --shards 3` in its own process, as a user starts it."""
+def one(corpus: Path) -> Path:
+    """The corpus as one index with the service's first-start sides (SPLADE, dense, BM25)."""
+    out = corpus.parent / "one"
+    args = ["index", "build", "--corpus", str(corpus), "--out", str(out), "--dense",
+            "--with-bm25", "--quiet"]  # fmt: skip
+    assert main(args) == 0
+    return out
+
+
+@pytest.fixture(scope="module")
+def service(corpus: Path) -> Iterator[tuple[str, Path]]:
+    """`sparseretr serve --shards 3` in its own process, as a user starts it: the index is
+    missing, so the first start builds it from the corpus and splits it for its shards."""
     pytest.importorskip("ray", reason="Ray is not installed (pip install 'sparseretr[ray]')")
     port = _free_port()
-    cmd = [sys.executable, "-m", "sparseretr.cli", "serve", "--index", str(indexes[1]),
-           "--shards", "3", "--no-build", "--port", str(port), "--workers", "1"]  # fmt: skip
+    index = corpus.parent / "served"
+    cmd = [sys.executable, "-m", "sparseretr.cli", "serve", "--index", str(index), "--data",
+           str(corpus), "--shards", "3", "--port", str(port), "--workers", "1"]  # fmt: skip
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 240
+        deadline = time.monotonic() + 300
         while True:
             if proc.poll() is not None:
                 pytest.fail(f"serve exited {proc.returncode}: {proc.stderr.read()[-3000:]}")
@@ -158,9 +166,9 @@ def service(indexes: tuple[Path, Path]) -> Iterator[str]:
                     break
             except (urllib.error.URLError, ConnectionError):
                 pass
-            assert time.monotonic() < deadline, "serve --shards 3 was not ready in 240 s"
+            assert time.monotonic() < deadline, "serve --shards 3 was not ready in 300 s"
             time.sleep(1)
-        yield url
+        yield url, index
     finally:
         proc.send_signal(signal.SIGTERM)
         try:
@@ -170,16 +178,20 @@ def service(indexes: tuple[Path, Path]) -> Iterator[str]:
 
 
 def test_sharded_service_answers_what_one_index_answers(
-    indexes: tuple[Path, Path], service: str
+    one: Path, service: tuple[str, Path]
 ) -> None:
     from sparseretr.engine import Engine
 
+    service, served = service
+    snap = Snapshot.open(served, dense=False)
+    assert len(snap.segments) == 3  # the first-start build was split for 3 shards
+    snap.close()
     rng = random.Random(7)
     vocab = WORDS.split(" ")
     texts = [" ".join(rng.choices(vocab, k=rng.randint(1, 4))) for _ in range(20)]
     stats = _http(service + "/stats")[1]["index"]
     assert stats["segments"] == 3 and stats["n_docs"] == N_DOCS and not stats["writable"]
-    one = Engine.open(indexes[0])
+    engine = Engine.open(one)
     try:
         for mode in MODES:
             for k in (5, N_DOCS):
@@ -188,17 +200,18 @@ def test_sharded_service_answers_what_one_index_answers(
                 )
                 assert status == 200, body
                 got = [[(h["id"], h["score"]) for h in r["hits"]] for r in body["results"]]
-                ref = [[(h.id, h.score) for h in r.hits] for r in one.search(texts, k=k, mode=mode)]
+                res = engine.search(texts, k=k, mode=mode)
+                ref = [[(h.id, h.score) for h in r.hits] for r in res]
                 assert got == ref, f"mode {mode}, k {k}"
         status, body = _http(service + "/search", {"query": texts[0], "k": 3, "explain": True,
                                                    "mode": "sparse"})  # fmt: skip
-        (ref,) = one.search(texts[:1], k=3, mode="sparse", explain=True)
+        (ref,) = engine.search(texts[:1], k=3, mode="sparse", explain=True)
         assert ref.explain is not None
         for hit in body["hits"]:
             tokens = [(m["token"], m["doc_weight"]) for m in hit["matched"]]
             assert tokens == [(m["token"], m["doc_weight"]) for m in ref.explain[hit["id"]]]
     finally:
-        one.close()
+        engine.close()
     status, doc = _http(service + "/documents/doc7")
     assert status == 200 and doc["id"] == "doc7"
     assert _http(service + "/documents/nope")[0] == 404
@@ -206,8 +219,8 @@ def test_sharded_service_answers_what_one_index_answers(
     assert status == 409 and err["error"]["code"] == "read_only_index"
 
 
-def test_too_few_segments_is_a_clear_error(indexes: tuple[Path, Path]) -> None:
+def test_too_few_segments_is_a_clear_error(one: Path) -> None:
     from sparseretr.cluster import open_sharded
 
     with pytest.raises(UserInputError, match="1 segment"):
-        open_sharded(indexes[0], 2)  # fails before starting Ray
+        open_sharded(one, 2)  # fails before starting Ray

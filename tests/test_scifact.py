@@ -158,5 +158,18 @@ def test_lucene_over_our_exported_vectors_agrees(tmp_path, data, encoded, splade
                 {d for d, x in mine if x > cut} == {d for d, x in theirs if x > cut}
             )
         assert same == len(rows), f"{same}/{len(rows)} queries agree"
+        # Imported back (`index build --vectors`): the integer impacts re-quantize to
+        # themselves, so the imported index ranks as the one it came from.
+        from sparseretr.vector_files import build_from_vectors
+
+        build_from_vectors(tmp_path / "anserini", tmp_path / "imported", splade)
+        imported = Engine.open(tmp_path / "imported", dense=False, bm25=False)
+        try:
+            before = evaluate(data.qrels, run(engine, data))
+            after = evaluate(data.qrels, run(imported, data))
+        finally:
+            imported.close()
+        assert after["NDCG@10"] == pytest.approx(before["NDCG@10"], abs=1e-9)
+        assert after["Recall@100"] == pytest.approx(before["Recall@100"], abs=1e-9)
     finally:
         engine.close()

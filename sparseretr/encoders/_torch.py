@@ -9,6 +9,8 @@ from collections.abc import Iterator
 
 import torch
 
+from sparseretr.index.errors import UserInputError
+
 logger = logging.getLogger(__name__)
 
 _DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
@@ -43,7 +45,7 @@ def resolve_dtype(
             return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
         return torch.bfloat16 if cpu_bf16 and cpu_has_native_bf16() else None
     if dtype not in _DTYPES:
-        raise ValueError(f"dtype must be one of {sorted(_DTYPES)} or 'auto', got {dtype!r}")
+        raise UserInputError(f"dtype must be one of {sorted(_DTYPES)} or 'auto', got {dtype!r}")
     if dtype == "bfloat16" and device.type == "cpu" and not cpu_has_native_bf16():
         logger.warning(
             "bfloat16 on a CPU without AVX512-BF16/AMX is emulated and slower than float32; "
