@@ -16,6 +16,7 @@ from fastapi import FastAPI, Request
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from sparseretr.index.errors import UnavailableError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 log = logging.getLogger("service")
@@ -132,6 +133,13 @@ async def _api_error_handler(request: Request, exc: ApiError) -> JSONResponse:
     return error_response(exc.status, exc.code, exc.message, exc.details, exc.headers)
 
 
+async def _unavailable(request: Request, exc: UnavailableError) -> JSONResponse:
+    """A part the engine needs is down (a shard of a sharded deployment, Java for pyserini):
+    the request may succeed later, so 503, with what is missing."""
+    log.error("unavailable on %s %s: %s", request.method, request.url.path, exc)
+    return error_response(503, "service_unavailable", str(exc), None, {"Retry-After": "5"})
+
+
 async def _unhandled(request: Request, exc: Exception) -> JSONResponse:
     log.exception("unhandled error on %s %s", request.method, request.url.path)
     return error_response(500, "internal_error", "internal server error")
@@ -141,4 +149,5 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(RequestValidationError, _validation_handler)  # type: ignore[arg-type]
     app.add_exception_handler(StarletteHTTPException, _http_handler)  # type: ignore[arg-type]
     app.add_exception_handler(ApiError, _api_error_handler)  # type: ignore[arg-type]
+    app.add_exception_handler(UnavailableError, _unavailable)  # type: ignore[arg-type]
     app.add_exception_handler(Exception, _unhandled)

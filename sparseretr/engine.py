@@ -74,7 +74,21 @@ class LiveDocs:
         return self._engine.snapshot.get_documents([doc_id])[0]
 
     def get_many(self, doc_ids: Sequence[str]) -> list[dict | None]:
-        return [self.get(i) for i in doc_ids]
+        """One snapshot lookup for every id not awaiting refresh (one call per shard on a
+        sharded deployment, not one per id)."""
+        out: list[dict | None] = [None] * len(doc_ids)
+        rest = []
+        writer = self._engine.writer
+        for i, doc_id in enumerate(doc_ids):
+            pending, doc = writer.get_pending(doc_id) if writer is not None else (False, None)
+            if pending:
+                out[i] = doc
+            else:
+                rest.append(i)
+        found = self._engine.snapshot.get_documents([doc_ids[i] for i in rest]) if rest else []
+        for i, doc in zip(rest, found, strict=True):
+            out[i] = doc
+        return out
 
 
 class Engine:

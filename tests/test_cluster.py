@@ -92,6 +92,53 @@ def test_plan_shards_is_contiguous_and_balanced() -> None:
         plan_shards([5, 5], 3)
     with pytest.raises(UserInputError, match="integer >= 1"):
         plan_shards([5], 0)
+    for n_live, shards in (([5, 0], 1), ([10, 10, 0], 2), ([0, 0], 1)):  # empty tails
+        plan = plan_shards(n_live, shards)
+        assert len(plan) == shards
+        assert sorted(p for run in plan for p in run) == list(range(len(n_live)))
+
+
+def test_shard_errors_reach_users_as_their_own_or_as_unavailable() -> None:
+    from types import SimpleNamespace
+
+    from sparseretr.index.errors import UnavailableError
+
+    from sparseretr.cluster.deploy import ray_gather
+
+    class TaskError(Exception):
+        def __init__(self, cause: Exception) -> None:
+            super().__init__("ray::ShardSearcher.runs() (pid=1)\n  File ...\nremote traceback")
+            self.cause = cause
+
+    class ActorError(Exception):
+        actor_init_failed = False
+
+    class InitError(ActorError):
+        actor_init_failed = True
+
+    class Timeout(Exception):
+        pass
+
+    raised: list[Exception] = []
+
+    def get(refs: list, timeout: float) -> list:
+        raise raised[-1]
+
+    exc = SimpleNamespace(RayTaskError=TaskError, RayActorError=ActorError, GetTimeoutError=Timeout)
+    ray = SimpleNamespace(get=get, exceptions=exc, cancel=lambda ref, force: None)
+    gather = ray_gather(ray, Path("/idx"), timeout_s=5)
+    raised.append(TaskError(UserInputError("k must be >= 1")))
+    with pytest.raises(UserInputError, match=r"^k must be >= 1$"):  # no remote traceback
+        gather([1])
+    raised.append(InitError("died in its creation task\n  File x\nmod.UserInputError: moved on"))
+    with pytest.raises(UnavailableError, match="could not start: moved on"):
+        gather([1])
+    raised.append(ActorError("node lost"))
+    with pytest.raises(UnavailableError, match="is down"):
+        gather([1])
+    raised.append(Timeout())
+    with pytest.raises(UnavailableError, match="did not answer within 5 s"):
+        gather([1])
 
 
 def test_merge_runs_orders_ties_by_segment_then_internal_id() -> None:

@@ -288,6 +288,22 @@ def test_engine_value_error_is_400() -> None:
         assert_error(c.post("/search/batch", json={"queries": ["x", "y"]}), 400, "invalid_search")
 
 
+def test_a_shard_down_is_503() -> None:
+    from sparseretr.index.errors import UnavailableError
+
+    class ShardDown(FakeEngine):
+        def search(self, queries: list[str], **kw: Any) -> list[Any]:
+            raise UnavailableError("a shard of /idx is down (ActorDiedError)")
+
+    app = create_app(make_settings(), ShardDown())
+    with TestClient(app, raise_server_exceptions=False) as c:
+        for r in (c.post("/search", json={"query": "x"}),
+                  c.post("/search/batch", json={"queries": ["x", "y"]})):  # fmt: skip
+            err = assert_error(r, 503, "service_unavailable")
+            assert "shard of /idx is down" in err["message"]
+            assert r.headers["retry-after"] == "5"
+
+
 def test_engine_crash_is_a_clean_500() -> None:
     class Broken(FakeEngine):
         def search(self, queries: list[str], **kw: Any) -> list[Any]:

@@ -40,9 +40,10 @@ def _writable(engine: Any) -> None:
     if not getattr(engine, "writable", False):
         raise ApiError(
             409, "read_only_index",
-            "this index does not take writes: it is a plain (unsegmented) index folder or the "
-            "service runs with SPARSERETR_WRITABLE=false; rebuild it with `sparseretr index "
-            "build` and restart with writes on",
+            "this index does not take writes: it is a plain (unsegmented) index folder, it is "
+            "served by Ray shards (SPARSERETR_SHARDS: read-only), or the service runs with "
+            "SPARSERETR_WRITABLE=false; write through a single-process service on a segmented "
+            "index (`sparseretr index build` writes one)",
         )  # fmt: skip
 
 

@@ -13,13 +13,20 @@ from __future__ import annotations
 import logging
 import os
 from pathlib import Path
+from typing import Any
 
 from sparseretr.batch.ray_runner import require_ray
 from sparseretr.cluster.shard import ShardSearcher
-from sparseretr.cluster.snapshot import ShardedSnapshot, open_first
+from sparseretr.cluster.snapshot import Gather, ShardedSnapshot, open_first
 from sparseretr.engine import Engine
 from sparseretr.index.errors import UnavailableError, UserInputError
 from sparseretr.index.segments import is_segmented, read_commit
+
+log = logging.getLogger(__name__)
+# The longest a router waits for its shards: startup (actors placed, segments opened) and
+# each search. A k=1000 search of a 1M-document shard takes milliseconds, so only a dead,
+# hung or unplaceable shard gets near it.
+SHARD_TIMEOUT_S = 120.0
 
 
 def plan_shards(n_live: list[int], shards: int) -> list[list[int]]:
@@ -40,7 +47,8 @@ def plan_shards(n_live: list[int], shards: int) -> list[list[int]]:
         left_segments = len(n_live) - pos
         left_shards = shards - shard
         # Move on once this shard holds its share, or when the rest need a segment each.
-        if plan[shard] and (done >= total * (shard + 1) / shards or left_segments < left_shards):
+        more = done >= total * (shard + 1) / shards or left_segments < left_shards
+        if shard < shards - 1 and plan[shard] and more:
             shard += 1
         plan[shard].append(pos)
         done += n
@@ -106,6 +114,8 @@ def start_shards(
             log_to_driver=False,
             **({} if ray_address else local),
         )
+    elif ray_address:
+        log.warning("Ray is already running in this process: ray_address %s ignored", ray_address)
     actor = ray.remote(ShardSearcher).options(num_cpus=num_cpus)
     gen = int(commit["generation"])
     names = [[entries[p]["name"] for p in plan_i] for plan_i in plan]
@@ -121,13 +131,46 @@ def start_shards(
     first = None
     try:
         first = open_first(root, commit, dense=dense)
-        try:
-            return ShardedSnapshot(root, commit, first, handles, owners, ray.get, release=stop)
-        except ray.exceptions.RayError as e:  # a shard that could not open its segments
-            lines = [x for x in str(e).splitlines() if x.strip()]
-            raise UnavailableError(f"a shard of {root} failed to start: {lines[-1]}") from e
+        return ShardedSnapshot(
+            root, commit, first, handles, owners, ray_gather(ray, root), release=stop
+        )
     except BaseException:
         stop()
         if first is not None:
             first.sparse.close()
+            if first.bm25 is not None:
+                first.bm25.close()
         raise
+
+
+def ray_gather(ray: Any, root: Path, timeout_s: float = SHARD_TIMEOUT_S) -> Gather:
+    """ray.get for the router, with errors a user can read: a shard's own error (bad input, a
+    damaged segment) is raised as itself, without Ray's remote traceback; a dead or silent
+    shard (lost node, out of memory, no CPUs left to place it) is an UnavailableError, which
+    the service answers with 503."""
+
+    def gather(refs: list[Any]) -> list[Any]:
+        try:
+            return ray.get(refs, timeout=timeout_s)
+        except ray.exceptions.RayTaskError as e:
+            cause = getattr(e, "cause", None)
+            if isinstance(cause, Exception):
+                raise cause from None
+            raise UnavailableError(f"a shard of {root} failed: {e}") from e
+        except ray.exceptions.RayActorError as e:
+            if getattr(e, "actor_init_failed", False):  # Ray keeps only the text of its error
+                lines = [x for x in str(e).splitlines() if x.strip()]
+                why = lines[-1].split(": ", 1)[-1] if lines else str(e)
+                raise UnavailableError(f"a shard of {root} could not start: {why}") from e
+            raise UnavailableError(
+                f"a shard of {root} is down ({type(e).__name__}); restart the deployment"
+            ) from e
+        except ray.exceptions.GetTimeoutError as e:
+            for ref in refs:
+                ray.cancel(ref, force=False)
+            raise UnavailableError(
+                f"a shard of {root} did not answer within {timeout_s:.0f} s (hung, or no "
+                "resources to place it); restart the deployment"
+            ) from e
+
+    return gather
