@@ -133,7 +133,7 @@ def run_row(snap: Any, q: SparseVectors, k: int, clients: int, batch: int) -> di
 
 def engine_modes_check(index: Path, split: Path, shards: int, texts: list[str]) -> dict:
     """Every mode through the full Engine path: sharded (Ray) against the unsplit index."""
-    from sparseretr.cluster import open_sharded
+    from sparseretr.cluster.deploy import open_sharded
     from sparseretr.engine import Engine
 
     one = Engine.open(index)
@@ -158,7 +158,7 @@ def engine_modes_check(index: Path, split: Path, shards: int, texts: list[str]) 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     import ray
 
-    from sparseretr.cluster import start_shards
+    from sparseretr.cluster.deploy import start_shards
 
     a = parse(argv)
     a.cache.mkdir(parents=True, exist_ok=True)

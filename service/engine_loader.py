@@ -94,7 +94,7 @@ def open_engine(settings: Settings, progress: LoadProgress | None = None) -> Any
     ensure_index(settings, progress)
     extra = {"device": settings.device} if settings.device else {}
     if settings.shards:
-        from sparseretr.cluster import open_sharded
+        from sparseretr.cluster.deploy import open_sharded
 
         return open_sharded(
             settings.index_path, settings.shards, ray_address=settings.ray_address,

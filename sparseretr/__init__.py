@@ -37,7 +37,7 @@ _API = {
     "create_encoder": "sparseretr.encoders",
     "evaluate": "sparseretr.metrics",
     "load_beir": "sparseretr.beir",
-    "open_sharded": "sparseretr.cluster",
+    "open_sharded": "sparseretr.cluster.deploy",
     "rrf": "sparseretr.fusion",
 }
 __all__ = sorted(_API)

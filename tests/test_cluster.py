@@ -26,7 +26,7 @@ from test_batch_build import WORDS, make_corpus  # tests/ is on sys.path (rootdi
 from test_segments import docs_for, queries, random_vectors, seg_index  # noqa: F401 (fixture)
 
 from sparseretr.cli import main
-from sparseretr.cluster import plan_shards
+from sparseretr.cluster.deploy import plan_shards
 
 
 # ------------------------------------------------------------------ split
@@ -267,7 +267,7 @@ def test_sharded_service_answers_what_one_index_answers(
 
 
 def test_too_few_segments_is_a_clear_error(one: Path) -> None:
-    from sparseretr.cluster import open_sharded
+    from sparseretr.cluster.deploy import open_sharded
 
     with pytest.raises(UserInputError, match="1 segment"):
         open_sharded(one, 2)  # fails before starting Ray
