@@ -122,6 +122,10 @@ def link_tree(src: Path, dst: Path) -> None:
     or encoder state shared by many segments then costs its bytes once), else as copies."""
 
     def link_or_copy(a: str, b: str) -> None:
+        if os.path.lexists(b):  # a folder written before (a re-run into the same output)
+            if os.path.samefile(a, b):
+                return
+            os.unlink(b)
         try:
             os.link(a, b)
         except OSError:

@@ -386,3 +386,20 @@ def test_exception_hierarchy() -> None:
     assert issubclass(ManifestError, CorruptIndexError)
     assert issubclass(ChecksumMismatchError, CorruptIndexError)
     assert issubclass(IndexNotFoundError, FileNotFoundError)
+
+
+def test_link_tree_into_a_folder_written_before(tmp_path: Path) -> None:
+    """A re-run exporting into the same output (training with --no-resume) links the same
+    model files again: files already linked are kept, changed ones replaced."""
+    from sparseretr.index.format import link_tree
+
+    src = tmp_path / "src"
+    (src / "sub").mkdir(parents=True)
+    (src / "a.json").write_text("1")
+    (src / "sub" / "b.bin").write_bytes(b"x")
+    link_tree(src, tmp_path / "dst")
+    (tmp_path / "dst" / "sub" / "b.bin").unlink()
+    (tmp_path / "dst" / "sub" / "b.bin").write_bytes(b"stale")
+    link_tree(src, tmp_path / "dst")  # used to fail: "are the same file"
+    assert (tmp_path / "dst" / "a.json").read_text() == "1"
+    assert (tmp_path / "dst" / "sub" / "b.bin").read_bytes() == b"x"
