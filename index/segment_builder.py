@@ -86,22 +86,23 @@ def build_split(
         all_bm25 = SparseVectors.concat(bm25).widened(snap.vocab("bm25").size)
     all_dense = np.concatenate(dense) if first.dense is not None and open_dense else None
     bounds = np.linspace(0, len(ids), len(names) + 1).round().astype(int)
-    out = []
-    for name, a, b in zip(names, bounds[:-1], bounds[1:], strict=True):
-        rows = np.arange(a, b)
-        out.append(
-            build_segment(
-                snap,
-                name,
-                ids[a:b],
-                docs[a:b],
-                all_sparse if len(names) == 1 else all_sparse.slice(rows),
-                None if all_bm25 is None else all_bm25 if len(names) == 1 else all_bm25.slice(rows),
-                None if all_dense is None else all_dense[a:b],
-                open_dense=open_dense,
-            )
+
+    def part(v: SparseVectors, a: int, b: int) -> SparseVectors:
+        return v if (a, b) == (0, len(ids)) else v.slice(np.arange(a, b))  # a merge: no copy
+
+    return [
+        build_segment(
+            snap,
+            name,
+            ids[a:b],
+            docs[a:b],
+            part(all_sparse, a, b),
+            None if all_bm25 is None else part(all_bm25, a, b),
+            None if all_dense is None else all_dense[a:b],
+            open_dense=open_dense,
         )
-    return out
+        for name, a, b in zip(names, bounds[:-1], bounds[1:], strict=True)
+    ]
 
 
 def stack_rows(rows: list[tuple[SparseVectors, int]], vocab_size: int) -> SparseVectors:

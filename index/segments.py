@@ -442,11 +442,16 @@ class Snapshot:
 
     def get_documents(self, ids: Sequence[str]) -> list[dict | None]:
         """Stored fields of live documents (None where absent, deleted or not stored)."""
-        out: list[dict | None] = []
+        return [doc for _, doc in self.located_documents(ids)]
+
+    def located_documents(self, ids: Sequence[str]) -> list[tuple[int, dict | None]]:
+        """Per id: (segment position of its live copy, stored fields), or (-1, None)."""
+        out: list[tuple[int, dict | None]] = []
         for ext in ids:
             loc = self.locate(ext)
             store = self.segments[loc[0]].sparse.docstore if loc else None
-            out.append(store.get(ext) if store is not None else None)
+            doc = store.get(ext) if store is not None else None
+            out.append((loc[0] if loc else -1, doc))
         return out
 
     def close(self) -> None:

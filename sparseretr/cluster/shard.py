@@ -78,15 +78,8 @@ class ShardSearcher:
     def get_documents(self, ids: Sequence[str]) -> list[tuple[int, dict | None]]:
         """Per id: (commit position of the segment holding its live copy, stored fields), or
         (-1, None) where this shard does not hold it."""
-        out: list[tuple[int, dict | None]] = []
-        for ext in ids:
-            loc = self.snap.locate(ext)
-            if loc is None:
-                out.append((-1, None))
-                continue
-            store = self.snap.segments[loc[0]].sparse.docstore
-            out.append((int(self.positions[loc[0]]), store.get(ext) if store else None))
-        return out
+        found = self.snap.located_documents(ids)
+        return [(int(self.positions[si]) if si >= 0 else -1, doc) for si, doc in found]
 
     def close(self) -> None:
         self.snap.close()
