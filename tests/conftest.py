@@ -7,6 +7,8 @@ from pathlib import Path
 
 import pytest
 
+import sparseretr  # noqa: F401  first, before any test imports transformers: sparseretr/_checkout.py
+
 SCIFACT = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "beir" / "scifact"
 
 TINY_DOCS = [

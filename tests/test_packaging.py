@@ -48,3 +48,20 @@ def test_every_module_of_the_card_folders_is_installed(wheel_names: list[str]) -
     ]
     assert not missing, f"not in the wheel (add the package to pyproject.toml): {missing}"
     assert "sparseretr/service/static/index.html" in names
+
+
+def test_a_checkout_on_sys_path_does_not_hide_pypi_kernels() -> None:
+    """`python -m ...` in the repository root puts the root on sys.path, where the card's
+    `kernels/` folder shadows PyPI `kernels` (which transformers >= 5.25 imports). Importing
+    sparseretr must leave the name to the installed distribution."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        version("kernels")
+    except PackageNotFoundError:
+        pytest.skip("PyPI `kernels` is not installed here, so nothing can hide it")
+    code = "import sparseretr, kernels; print(kernels.__file__)"
+    out = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True
+    ).stdout.strip()
+    assert Path(out).resolve().parent != ROOT / "kernels", out
