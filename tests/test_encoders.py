@@ -39,9 +39,10 @@ def test_splade_matches_naive_formula(splade):
     ours = splade.encode_documents(DOCS).to_scipy().toarray()
     ref = np.stack([naive_splade(splade, t) for t in DOCS])
     np.testing.assert_allclose(ours, ref, atol=1e-4)
-    # Enough padded tokens in one batch for several token tiles of the projection.
-    many = [f"{i} " + DOCS[i % 3] * (1 + i % 4) for i in range(40)]
-    ours = splade.encode_documents(many, batch_size=40).to_scipy().toarray()
+    # Enough tokens in one batch for several token tiles of the projection, with documents
+    # cut by tile boundaries (a 512-token one among them).
+    many = [f"{i} " + DOCS[i % 3] * (1 + i % 4) for i in range(40)] + [" ".join(DOCS) * 30]
+    ours = splade.encode_documents(many, batch_size=41).to_scipy().toarray()
     ref = np.stack([naive_splade(splade, t) for t in many])
     np.testing.assert_allclose(ours, ref, atol=1e-4)
 
