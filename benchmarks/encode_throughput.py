@@ -255,6 +255,9 @@ def _run(args: argparse.Namespace, threads: dict[str, Any]) -> dict[str, Any]:
         }
     record: dict[str, Any] = {
         "config": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
+        "cpu_limit": cpu_limit(
+            fp32, float(np.mean(n_tokens)), results["ours-fp32"], breakdown_fp32
+        ),
         "docs": {
             "n": len(texts),
             "mean_tokens": float(np.mean(n_tokens)),
@@ -271,6 +274,43 @@ def _run(args: argparse.Namespace, threads: dict[str, Any]) -> dict[str, Any]:
     print(render(record))
     print(f"\nJSON: {path}")
     return record
+
+
+def gemm_rate(width: int, repeat: int = 30) -> float:
+    """fp32 FLOP/s of one projection tile ([tokens, width] x [width, vocab entries], the
+    encoder's CPU tile shape) on the threads torch has now: the rate the projection can reach."""
+    import torch
+
+    from sparseretr.encoders.splade import CPU_TILES
+
+    tokens, vocab = CPU_TILES
+    x, w = torch.randn(tokens, width), torch.randn(width, vocab)
+    for _ in range(3):
+        x @ w
+    t0 = time.perf_counter()
+    for _ in range(repeat):
+        x @ w
+    return 2.0 * tokens * width * vocab * repeat / (time.perf_counter() - t0)
+
+
+def cpu_limit(
+    encoder: Any, mean_tokens: float, ours: dict[str, Any], split: dict[str, float]
+) -> dict[str, float]:
+    """The projection's FLOPs per document over this CPU's measured GEMM rate: the docs/s the
+    projection alone could reach, against what ours reaches in its projection time."""
+    assert encoder.split is not None
+    width = int(encoder.split[1].in_features)
+    flops = 2.0 * mean_tokens * width * encoder.vocab_size
+    rate = gemm_rate(width)
+    bound = rate / flops
+    projection_dps = ours["docs_per_s"] / max(split["projection_share"], 1e-12)
+    return {
+        "projection_gflop_per_doc": flops / 1e9,
+        "gemm_gflop_per_s": rate / 1e9,
+        "projection_bound_docs_per_s": bound,
+        "projection_docs_per_s": projection_dps,
+        "projection_share_of_bound": projection_dps / bound,
+    }
 
 
 def _bf16_flags() -> list[str]:
@@ -297,14 +337,19 @@ def render(record: dict[str, Any]) -> str:
     table = markdown(
         ["engine", "docs/s", "× naive", "max abs diff vs naive", "mean abs diff vs naive"], rows
     )
-    b, d = record["breakdown_fp32"], record["docs"]
+    b, d, c = record["breakdown_fp32"], record["docs"], record["cpu_limit"]
     return (
         f"{table}\n\n{d['n']} docs, {d['mean_tokens']:.0f} tokens/doc on average "
         f"({d['truncated']} truncated); torch threads {record['threads'].get('torch')}; "
         f"load avg {record['machine']['loadavg']}.\n"
         f"ours-fp32 time: body {b['body_share']:.0%}, MLM projection {b['projection_share']:.0%}, "
         f"pool/activation {b['pool_share']:.0%}, tokenize+sparsify {b['other_share']:.0%} "
-        f"(of {b['total_s']:.2f}s)."
+        f"(of {b['total_s']:.2f}s).\n"
+        f"CPU limit: the projection is {c['projection_gflop_per_doc']:.2f} GFLOP per document and "
+        f"this CPU multiplies a projection tile at {c['gemm_gflop_per_s']:.0f} GFLOP/s (fp32), so "
+        f"the projection alone is bounded at {c['projection_bound_docs_per_s']:.1f} docs/s; ours "
+        f"runs it at {c['projection_docs_per_s']:.1f} docs/s "
+        f"({c['projection_share_of_bound']:.0%} of the bound)."
     )
 
 

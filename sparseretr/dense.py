@@ -25,24 +25,28 @@ class DenseEncoder:
         self,
         model: str = DEFAULT_DENSE,
         *,
-        batch_size: int = 64,
+        batch_size: int | None = None,
         device: str | None = None,
         max_length: int = 256,
         dtype: str | None = None,
     ) -> None:
         """dtype: "bfloat16"/"float16" runs the model under autocast (lossy, faster where the
-        hardware has it: GPUs, CPUs with AVX512-BF16); None or "auto" keeps float32 on CPU."""
+        hardware has it: GPUs, CPUs with AVX512-BF16); None or "auto" keeps float32 on CPU.
+        batch_size: None gives 16 texts per batch on CPU (less padding per length-sorted
+        batch, and activations that stay in cache; see benchmarks/README.md) and 64 on GPU."""
         # Imported here: sentence-transformers takes seconds to import, and sparse-only users
         # (and `import sparseretr.engine`) should not pay for it.
         from sentence_transformers import SentenceTransformer
 
+        self.device = pick_device(device)
+        if batch_size is None:
+            batch_size = 16 if self.device.type == "cpu" else 64
         if batch_size < 1 or max_length < 1:
             raise UserInputError(
                 f"batch_size and max_length must be >= 1, got {batch_size}, {max_length}"
             )
         self.model_ref = str(model)
         path = resolve_model(model)  # ModelNotFoundError with the fix when it isn't available
-        self.device = pick_device(device)
         self.autocast = resolve_dtype(self.device, dtype)
         # resolve_model already gave a local folder; local_files_only keeps the loader from
         # consulting the Hub (HF_HUB_OFFLINE or not), so loading never touches the network.

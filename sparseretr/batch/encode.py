@@ -18,8 +18,6 @@ from typing import Any
 
 from sparseretr.batch.workdir import Shard, write_shard
 
-DENSE_BATCH_SIZE = 64
-
 
 @dataclass(frozen=True)
 class EncoderSpec:
@@ -64,9 +62,7 @@ class ShardEncoder:
         if spec.dense_model:
             from sparseretr.dense import DenseEncoder
 
-            self.dense = DenseEncoder(
-                spec.dense_model, batch_size=DENSE_BATCH_SIZE, device=spec.device, dtype=spec.dtype
-            )
+            self.dense = DenseEncoder(spec.dense_model, device=spec.device, dtype=spec.dtype)
 
     def encode(self, index: int, ids: Sequence[str], texts: Sequence[str]) -> Shard:
         vectors = self.encoder.encode_documents(list(texts), batch_size=self.spec.batch_size)
