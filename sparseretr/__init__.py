@@ -21,9 +21,9 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-from sparseretr._checkout import import_installed_kernels
+from sparseretr._checkout import prefer_installed_kernels
 
-import_installed_kernels()
+prefer_installed_kernels()
 
 __version__ = "0.1.0"
 

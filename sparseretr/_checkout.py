@@ -10,10 +10,13 @@ and fail with "cannot import name 'CUDAProperties' from 'kernels'".
 
 from __future__ import annotations
 
-import importlib
+import importlib.abc
+import importlib.machinery
 import importlib.util
 import sys
 from pathlib import Path
+from types import ModuleType
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -25,12 +28,28 @@ def _is_root(entry: str) -> bool:
         return False
 
 
-def import_installed_kernels() -> None:
-    """When `kernels` would resolve to the checkout's folder, import the installed
-    distribution of that name (if any) first, so that every later `import kernels` gets it.
+class InstalledKernelsFinder(importlib.abc.MetaPathFinder):
+    """Finds the top-level name `kernels` on sys.path without the checkout's root, i.e. the
+    installed distribution; anything else, or no installed `kernels`, goes to the usual
+    finders. Lazy: nothing is imported until someone imports `kernels`."""
 
-    Cheap when there is nothing to do: one spec lookup, no import."""
-    if "kernels" in sys.modules:
+    def find_spec(
+        self, fullname: str, path: Any = None, target: ModuleType | None = None
+    ) -> importlib.machinery.ModuleSpec | None:
+        if fullname != "kernels":
+            return None
+        entries = [p for p in sys.path if not _is_root(p)]
+        return importlib.machinery.PathFinder.find_spec(fullname, entries)
+
+
+def prefer_installed_kernels() -> None:
+    """When `kernels` would resolve to the checkout's folder, make the installed distribution
+    of that name (if any) answer to it instead, for every later `import kernels`.
+
+    Cheap: one spec lookup, no import."""
+    if "kernels" in sys.modules or any(
+        isinstance(f, InstalledKernelsFinder) for f in sys.meta_path
+    ):
         return
     try:
         spec = importlib.util.find_spec("kernels")
@@ -38,13 +57,5 @@ def import_installed_kernels() -> None:
         return
     if spec is None or spec.origin is None:
         return
-    if Path(spec.origin).resolve().parent != ROOT / "kernels":
-        return
-    saved = sys.path[:]
-    sys.path[:] = [p for p in sys.path if not _is_root(p)]
-    try:
-        importlib.import_module("kernels")
-    except ImportError:
-        sys.modules.pop("kernels", None)  # not installed: transformers will not ask for it
-    finally:
-        sys.path[:] = saved
+    if Path(spec.origin).resolve().parent == ROOT / "kernels":
+        sys.meta_path.insert(0, InstalledKernelsFinder())
