@@ -397,3 +397,15 @@ def test_training_dtype_auto_uses_bf16_only_where_the_cpu_has_it(
     assert "emulated" in caplog.text
     with pytest.raises(ValueError, match="dtype must be one of"):
         _torch.resolve_dtype(cpu, "int8")
+
+
+def test_tiled_projection_skips_documents_without_tokens(splade):
+    """A batch row with no real token (all padding) must not break its neighbours' max-pool."""
+    hidden = torch.randn(3, 6, splade.model.config.hidden_size)
+    mask = torch.tensor([[1, 1, 1, 1, 0, 0], [0, 0, 0, 0, 0, 0], [1, 1, 1, 1, 1, 1]])
+    with torch.inference_mode():
+        out = splade._tiled_max(hidden, mask)
+        for row in (0, 2):
+            alone = splade._tiled_max(hidden[row : row + 1], mask[row : row + 1])
+            torch.testing.assert_close(out[row], alone[0])
+    assert torch.isneginf(out[1]).all()

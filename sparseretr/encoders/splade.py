@@ -285,7 +285,7 @@ class SpladeEncoder(SparseEncoder):
                 last += 1
             # (document, first row, end row) of each document's part of this token tile
             parts = [(d, max(starts[d], t0) - t0, min(starts[d + 1], t1) - t0)
-                     for d in range(doc, last + 1)]  # fmt: skip
+                     for d in range(doc, last + 1) if starts[d + 1] > starts[d]]  # fmt: skip
             xs = x[t0:t1]
             for v0, w in tiles:
                 logits = xs @ w
