@@ -102,7 +102,9 @@ def _engine_rows(path: str, data: Any, **options: Any) -> list[SystemResult]:
 
     modes = options["modes"]
     engine = Engine.open(
-        path, dense=any(m in ("dense", "hybrid") for m in modes), bm25="bm25" in modes
+        path,
+        dense=any(m in ("dense", "hybrid") for m in modes),
+        bm25=any(m in ("bm25", "hybrid") for m in modes),
     )
     try:
         return _mode_rows(engine, path, data, **options)
@@ -140,6 +142,8 @@ def _mode_rows(
         for fusion in fusions if mode == "hybrid" else [None]:
             engine.check_mode(mode)
             opts = {**options, "fusion": fusion} if fusion else {}
+            if fusion:  # the share the engine applies, recorded in the report
+                opts["bm25_weight"] = engine.hybrid_bm25_weight(opts.get("bm25_weight"))
             if mode != "dense":
                 opts.update(knobs)
             searcher = ModeSearcher(engine, mode, **opts)

@@ -33,7 +33,7 @@ def heldout_metrics(config: str | Path, index: str | Path, mode: str = "sparse")
     data = load_training_data(cfg.data, cfg.optim.seed)
     rows = [int(q) for q in data.heldout]
     queries = {data.query_ids[q]: data.query_texts[q] for q in rows}
-    engine = Engine.open(index, dense=mode in ("dense", "hybrid"), bm25=mode == "bm25")
+    engine = Engine.open(index, dense=mode in ("dense", "hybrid"), bm25=mode in ("bm25", "hybrid"))
     try:
         run = run_retrieval(ModeSearcher(engine, mode), queries, k=100, warmup=0)
         cost = {}

@@ -66,6 +66,11 @@ class SearchOptions(_Strict):
     candidates: json_int(1, 10 * K_CEILING) | None = Field(
         None, description="hits each system contributes to fusion"
     )
+    bm25_weight: float | None = Field(
+        None, ge=0.0, le=1.0,
+        description="hybrid: the BM25 side's share of the fusion (sparse and dense share the "
+        "rest); 0 fuses sparse and dense only; > 0 needs an index with a BM25 side",
+    )  # fmt: skip
     explain: bool = Field(False, description="return matched tokens with their weights")
     prune_alpha: float | None = Field(
         None, gt=0.0, le=1.0,
@@ -137,6 +142,7 @@ class EffectiveOptions(BaseModel):
     rrf_k: int
     normalization: Normalization
     candidates: int
+    bm25_weight: float
     explain: bool
     prune_alpha: float
     term_fraction: float
@@ -223,6 +229,7 @@ class Defaults(BaseModel):
     rrf_k: int
     normalization: Normalization
     candidates: int
+    bm25_weight: float
 
 
 class Stats(BaseModel):

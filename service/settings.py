@@ -77,6 +77,10 @@ class Settings(BaseSettings):
     default_rrf_k: int = Field(FUSION_DEFAULTS["rrf_k"], ge=1)
     default_normalization: Normalization = FUSION_DEFAULTS["normalization"]
     default_candidates: int = Field(FUSION_DEFAULTS["candidates"], ge=1)
+    default_bm25_weight: float = Field(
+        FUSION_DEFAULTS["bm25_weight"], ge=0.0, le=1.0,
+        description="hybrid: the BM25 side's share where the index has one (0: sparse + dense)",
+    )  # fmt: skip
     # Query-time pruning knobs (1 and 1: exact top-k); the README's sweep prices them.
     default_prune_alpha: float = Field(1.0, gt=0.0, le=1.0)
     default_term_fraction: float = Field(1.0, gt=0.0, le=1.0)

@@ -88,6 +88,13 @@ def _add_fusion_args(p: argparse.ArgumentParser) -> None:
     g.add_argument(
         "--candidates", type=int, default=DEFAULTS["candidates"], help="top-N of each side fused"
     )
+    g.add_argument(
+        "--bm25-weight",
+        type=float,
+        default=None,
+        help="the BM25 side's share of the hybrid (sparse and dense share the rest; default "
+        f"{DEFAULTS['bm25_weight']} where the index has a BM25 side, else 0)",
+    )
 
 
 def _check_encoder_args(a: argparse.Namespace) -> None:
@@ -269,7 +276,9 @@ def cmd_search(a: argparse.Namespace) -> int:
     query = " ".join(a.query).strip()
     if not query:
         raise UserInputError("the query is empty")
-    engine = Engine.open(a.index, dense=a.mode in ("dense", "hybrid"), bm25=a.mode == "bm25")
+    engine = Engine.open(
+        a.index, dense=a.mode in ("dense", "hybrid"), bm25=a.mode in ("bm25", "hybrid")
+    )
     try:
         (res,) = engine.search(
             [query],
@@ -319,6 +328,7 @@ def cmd_eval_beir(a: argparse.Namespace) -> int:
             "rrf_k": a.rrf_k,
             "normalization": a.normalization,
             "candidates": a.candidates,
+            "bm25_weight": a.bm25_weight,
         },
         knobs={"prune_alpha": a.prune_alpha, "term_fraction": a.term_fraction},
         sweep=GRID if a.sweep else (),

@@ -26,7 +26,14 @@ from sparseretr.corpus import doc_text
 from sparseretr.dense import DenseEncoder
 from sparseretr.encoders import BM25Encoder, SparseEncoder, load_encoder
 from sparseretr.explain import explain_hits
-from sparseretr.fusion import DEFAULTS, FusedHit, Normalization, make_fuser, single
+from sparseretr.fusion import (
+    DEFAULTS,
+    FusedHit,
+    Normalization,
+    hybrid_weights,
+    make_fuser,
+    single,
+)
 from sparseretr.index.dense import DENSE_DIR
 from sparseretr.index.errors import UserInputError
 from sparseretr.index.format import BM25_DIR
@@ -261,6 +268,20 @@ class Engine:
             "pending_writes": self.writer.n_pending if self.writer is not None else 0,
         }
 
+    def hybrid_bm25_weight(self, bm25_weight: float | None) -> float:
+        """The BM25 side's share in a hybrid search: None -> the default where this engine has
+        the BM25 side open, else 0; a share > 0 without that side is an error, not ignored."""
+        has_bm25 = "bm25" in self.modes
+        if bm25_weight is None:
+            return float(DEFAULTS["bm25_weight"]) if has_bm25 else 0.0
+        hybrid_weights("convex", 0.5, bm25_weight)  # the range check, with fusion's message
+        if bm25_weight and not has_bm25:
+            raise UserInputError(
+                f"bm25_weight {bm25_weight!r} needs the BM25 side, which the index at "
+                f"{self.snapshot.root} lacks (no {BM25_DIR}/ folder, or opened with bm25=False)"
+            )
+        return float(bm25_weight)
+
     def check_mode(self, mode: str | None) -> str:
         mode = self.default_mode if mode is None else mode
         if mode not in MODES:
@@ -285,14 +306,17 @@ class Engine:
         rrf_k: int = DEFAULTS["rrf_k"],
         normalization: Normalization = DEFAULTS["normalization"],
         candidates: int = DEFAULTS["candidates"],
+        bm25_weight: float | None = None,
         explain: bool = False,
         prune_alpha: float = 1.0,
         term_fraction: float = 1.0,
     ) -> list[SearchResult]:
         """Search a batch: each side encodes all queries in one call, then searches in one call.
 
-        Hybrid takes max(candidates, k) from each side and fuses their union. mode=None picks
-        default_mode. Every side reads the same snapshot.
+        Hybrid takes max(candidates, k) from each side and fuses their union: sparse and dense,
+        plus BM25 when bm25_weight > 0 (its share of the fusion; see hybrid_weights). None
+        means the default where the BM25 side is open, else 0. mode=None picks default_mode.
+        Every side reads the same snapshot.
 
         prune_alpha < 1 (stop once the best remaining block bound is below alpha x the k-th
         score) and term_fraction < 1 (score only the heaviest query terms carrying that share
@@ -309,7 +333,10 @@ class Engine:
         for name, v in (("k", k), ("candidates", candidates)):
             if isinstance(v, bool) or not isinstance(v, int) or v < 1:
                 raise UserInputError(f"{name} must be an integer >= 1, got {v!r}")
-        fuse = make_fuser(fusion, rrf_k, alpha, normalization) if mode == "hybrid" else None
+        fuse = None
+        if mode == "hybrid":
+            bm25_weight = self.hybrid_bm25_weight(bm25_weight)
+            fuse = make_fuser(fusion, rrf_k, alpha, normalization, bm25_weight)
         texts = list(queries)
         if not texts:
             return []
@@ -319,7 +346,7 @@ class Engine:
             "sparse": ("sparse",),
             "bm25": ("bm25",),
             "dense": ("dense",),
-            "hybrid": ("sparse", "dense"),
+            "hybrid": ("sparse", "dense", "bm25") if bm25_weight else ("sparse", "dense"),
         }[mode]
 
         t0 = time.perf_counter()

@@ -37,6 +37,7 @@ DEFAULTS: dict[str, Any] = {
     "rrf_k": 5,
     "normalization": "zscore",
     "candidates": 100,
+    "bm25_weight": 0.0,
 }
 
 
@@ -190,16 +191,47 @@ def _ranked(
 FUSIONS: tuple[str, ...] = ("rrf", "convex")
 
 
-def make_fuser(
-    fusion: str, rrf_k: int, alpha: float, normalization: Normalization
-) -> Callable[[Mapping[str, Run]], list[FusedHit]]:
-    """The hybrid fusion as a function of the runs, tried once on empty runs so that bad
-    parameters fail before any encoding, with fusion's own messages."""
+def hybrid_weights(fusion: str, alpha: float, bm25_weight: float) -> dict[str, float]:
+    """Each side's weight in the hybrid: BM25 takes a share bm25_weight of the whole, sparse
+    and dense split the rest by alpha (convex; RRF has no alpha and splits it evenly).
+
+    bm25_weight 0 gives exactly the two-way hybrid (same weights, same scores, and BM25 adds
+    no candidates). For RRF the weights are scaled so that sparse and dense keep weight 1 at
+    bm25_weight 0: 1/3 weighs all three sides equally under either fusion.
+    """
+    for name, v in (("alpha", alpha), ("bm25_weight", bm25_weight)):
+        if isinstance(v, bool) or not isinstance(v, int | float) or not 0.0 <= v <= 1.0:
+            raise UserInputError(f"{name} must lie in [0, 1], got {v!r}")
+    b = float(bm25_weight)
     if fusion == "rrf":
-        fn = partial(rrf, k=rrf_k)
-    elif fusion == "convex":
-        fn = partial(convex, alpha=alpha, normalization=normalization)
-    else:
+        return {"sparse": 1.0 - b, "dense": 1.0 - b, "bm25": 2.0 * b}
+    a = float(alpha)
+    return {"sparse": (1.0 - b) * a, "dense": (1.0 - b) * (1.0 - a), "bm25": b}
+
+
+def make_fuser(
+    fusion: str,
+    rrf_k: int,
+    alpha: float,
+    normalization: Normalization,
+    bm25_weight: float = 0.0,
+) -> Callable[[Mapping[str, Run]], list[FusedHit]]:
+    """The hybrid fusion as a function of the runs (sparse, dense, and bm25 when bm25_weight >
+    0), tried once on empty runs so that bad parameters fail before any encoding, with
+    fusion's own messages."""
+    if fusion not in FUSIONS:
         raise UserInputError(f"fusion must be one of {FUSIONS}, got {fusion!r}")
-    fn({"sparse": [], "dense": []})
+    weights = hybrid_weights(fusion, alpha, bm25_weight)
+    if fusion == "rrf":
+        fn = partial(_weighted, partial(rrf, k=rrf_k), weights)
+    else:
+        fn = partial(_weighted, partial(convex, normalization=normalization), weights)
+    fn({"sparse": [], "dense": [], **({"bm25": []} if bm25_weight > 0 else {})})
     return fn
+
+
+def _weighted(
+    fuse: Callable[..., list[FusedHit]], weights: Mapping[str, float], runs: Mapping[str, Run]
+) -> list[FusedHit]:
+    """fuse(runs) with the weights of the sides present (a two-way hybrid has no bm25 run)."""
+    return fuse(runs, weights={s: w for s, w in weights.items() if s in runs})

@@ -18,7 +18,7 @@ import sparseretr.engine as engine_mod
 from sparseretr.batch import build_from_corpus
 from sparseretr.encoders import BM25Encoder, create_encoder, load_encoder
 from sparseretr.engine import Engine, SearchResult
-from sparseretr.fusion import convex, rrf
+from sparseretr.fusion import DEFAULTS, convex, hybrid_weights, rrf
 
 DOCS = [
     ("d0", "Cats", "The domestic cat is a small carnivorous mammal kept as a pet."),
@@ -152,17 +152,57 @@ def test_hybrid_fuses_the_union(engine: Engine) -> None:
         "sparse": [(h.id, h.score) for h in sparse.hits],
         "dense": [(h.id, h.score) for h in dense.hits],
     }
-    (hybrid,) = engine.search(q, k=4, mode="hybrid", candidates=8, fusion="rrf", rrf_k=60)
+    two_way = {"bm25_weight": 0.0}
+    (hybrid,) = engine.search(
+        q, k=4, mode="hybrid", candidates=8, fusion="rrf", rrf_k=60, **two_way
+    )
     assert [(h.id, h.score) for h in hybrid.hits] == [(h.id, h.score) for h in rrf(runs, k=60)[:4]]
     assert hybrid.hits[0].id == "d5"
     assert hybrid.hits[0].components["sparse"]["rank"] == 1
     assert hybrid.hits[1].components["sparse"] == {"score": None, "rank": None}  # dense-only
 
     (cvx,) = engine.search(
-        q, k=8, mode="hybrid", fusion="convex", alpha=0.3, normalization="zscore", candidates=8
-    )
+        q, k=8, mode="hybrid", fusion="convex", alpha=0.3, normalization="zscore", candidates=8,
+        **two_way,
+    )  # fmt: skip
     want = convex(runs, alpha=0.3, normalization="zscore")
     assert [(h.id, h.score) for h in cvx.hits] == [(h.id, h.score) for h in want]
+
+
+def test_hybrid_fuses_the_bm25_side_by_its_share(built) -> None:
+    engine, path = built
+    q = ["young cats sleeping"]
+    runs = {
+        side: [(h.id, h.score) for h in engine.search(q, k=8, mode=side)[0].hits]
+        for side in ("sparse", "dense", "bm25")
+    }
+    for fusion in ("convex", "rrf"):
+        opts = {"fusion": fusion, "alpha": 0.3, "rrf_k": 60, "candidates": 8}
+        (three,) = engine.search(q, k=8, mode="hybrid", bm25_weight=0.4, **opts)
+        weights = hybrid_weights(fusion, 0.3, 0.4)
+        want = (
+            convex(runs, weights=weights, normalization="zscore")
+            if fusion == "convex"
+            else rrf(runs, k=60, weights=weights)
+        )
+        assert [(h.id, h.score) for h in three.hits] == [(h.id, h.score) for h in want]
+        assert set(three.hits[0].components) == {"sparse", "dense", "bm25"}
+        (two,) = engine.search(q, k=8, mode="hybrid", bm25_weight=0.0, **opts)
+        assert set(two.hits[0].components) == {"sparse", "dense"}
+        (default,) = engine.search(q, k=8, mode="hybrid", **opts)  # the side is open here
+        (named,) = engine.search(q, k=8, mode="hybrid", bm25_weight=DEFAULTS["bm25_weight"], **opts)
+        assert [(h.id, h.score) for h in default.hits] == [(h.id, h.score) for h in named.hits]
+    with pytest.raises(ValueError, match="bm25_weight must lie in"):
+        engine.search(q, mode="hybrid", bm25_weight=1.5)
+    no_bm25 = Engine.open(path, bm25=False)
+    try:
+        assert no_bm25.hybrid_bm25_weight(None) == 0.0  # the default needs the side
+        (res,) = no_bm25.search(q, k=8, mode="hybrid")
+        assert set(res.hits[0].components) == {"sparse", "dense"}
+        with pytest.raises(ValueError, match="bm25_weight 0.3 needs the BM25 side"):
+            no_bm25.search(q, mode="hybrid", bm25_weight=0.3)
+    finally:
+        no_bm25.close()
 
 
 def test_hybrid_explain_covers_every_hit(engine: Engine) -> None:

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from sparseretr.fusion import DEFAULTS, FusedHit, convex, rrf, single
+from sparseretr.fusion import DEFAULTS, FusedHit, convex, hybrid_weights, make_fuser, rrf, single
 
 # Two systems, four docs; d1 and d3 swap ranks 1 and 3, d2 and d4 both sit at rank 2.
 A = [("d1", 9.0), ("d2", 5.0), ("d3", 1.0)]
@@ -142,3 +142,35 @@ def test_fused_lists_are_the_union_in_canonical_order(runs) -> None:
         keys = [(-h.score, h.id) for h in hits]
         assert keys == sorted(keys)
         assert all(set(h.components) == set(runs) for h in hits)
+
+
+def test_hybrid_weights_share_out_the_bm25_side() -> None:
+    # convex: BM25 takes b, sparse and dense split 1 - b by alpha
+    assert hybrid_weights("convex", 0.3, 0.4) == pytest.approx(
+        {"sparse": 0.6 * 0.3, "dense": 0.6 * 0.7, "bm25": 0.4}
+    )
+    # rrf: sparse and dense keep 1 at b = 0; b = 1/3 weighs all three equally
+    assert hybrid_weights("rrf", 0.9, 0.0) == {"sparse": 1.0, "dense": 1.0, "bm25": 0.0}
+    for fusion in ("rrf", "convex"):
+        w = list(hybrid_weights(fusion, 0.5, 1 / 3).values())
+        assert w == pytest.approx([w[0]] * 3)
+    for bad in (-0.1, 1.1, True, "0.2"):
+        with pytest.raises(ValueError, match="bm25_weight must lie in"):
+            hybrid_weights("convex", 0.5, bad)  # type: ignore[arg-type]
+
+
+def test_fuser_with_bm25_weight_zero_is_the_two_way_hybrid() -> None:
+    two = {"sparse": SPARSE, "dense": DENSE}
+    for norm in ("minmax", "zscore"):
+        fused = make_fuser("convex", 60, 0.3, norm, 0.0)(two)
+        want = convex(two, alpha=0.3, normalization=norm)
+        assert [(h.id, h.score) for h in fused] == [(h.id, h.score) for h in want]
+    assert [(h.id, h.score) for h in make_fuser("rrf", 7, 0.3, "zscore", 0.0)(two)] == [
+        (h.id, h.score) for h in rrf(two, k=7)
+    ]
+    # with a share, the BM25 run adds its candidates and its weight
+    three = {**two, "bm25": [("e", 3.0), ("a", 1.0)]}
+    fused = make_fuser("convex", 60, 0.5, "minmax", 0.5)(three)
+    # minmax: sparse a=1 b=.5 c=0; dense b=1 d=.5 a=0; bm25 e=1 a=0 (others 0); weights .25 .25 .5
+    assert scores(fused) == pytest.approx({"a": 0.25, "b": 0.375, "c": 0.0, "d": 0.125, "e": 0.5})
+    assert ids(fused)[0] == "e"

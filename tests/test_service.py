@@ -267,6 +267,21 @@ def test_defaults_come_from_settings(engine: FakeEngine) -> None:
     assert engine.calls[-1]["mode"] == "bm25" and engine.calls[-1]["fusion"] == "convex"
 
 
+def test_bm25_weight_default_applies_only_where_the_bm25_side_is() -> None:
+    s = make_settings(default_bm25_weight=0.25)
+    with_bm25, without = FakeEngine(), FakeEngine(modes=("sparse", "dense", "hybrid"))
+    with TestClient(create_app(s, with_bm25)) as c:
+        body = c.post("/search", json={"query": "sleep", "mode": "hybrid"}).json()
+        assert body["options"]["bm25_weight"] == 0.25 and with_bm25.calls[-1]["bm25_weight"] == 0.25
+        body = c.post("/search", json={"query": "sleep", "bm25_weight": 0.5}).json()
+        assert body["options"]["bm25_weight"] == 0.5 and with_bm25.calls[-1]["bm25_weight"] == 0.5
+        assert c.get("/stats").json()["defaults"]["bm25_weight"] == 0.25
+        assert_error(c.post("/search", json={"query": "x", "bm25_weight": 1.5}), 422)
+    with TestClient(create_app(s, without)) as c:
+        body = c.post("/search", json={"query": "sleep", "mode": "hybrid"}).json()
+        assert body["options"]["bm25_weight"] == 0.0 and without.calls[-1]["bm25_weight"] == 0.0
+
+
 def test_unavailable_mode_is_400() -> None:
     eng = FakeEngine(modes=("sparse", "bm25"))
     with TestClient(create_app(make_settings(), eng)) as c:

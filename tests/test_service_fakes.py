@@ -114,6 +114,7 @@ class FakeEngine:
     def search(self, queries: list[str], *, k: int = 10, mode: str = "hybrid",
                fusion: str = "rrf", alpha: float = 0.5, rrf_k: int = 60,
                normalization: str = "minmax", candidates: int = 100,
+               bm25_weight: float | None = None,
                explain: bool = False, prune_alpha: float = 1.0,
                term_fraction: float = 1.0) -> list[SearchResult]:
         if mode not in self.modes:
@@ -121,6 +122,7 @@ class FakeEngine:
         with self._lock:
             self.calls.append({"queries": list(queries), "k": k, "mode": mode,
                                "fusion": fusion, "alpha": alpha, "explain": explain,
+                               "bm25_weight": bm25_weight,
                                "prune_alpha": prune_alpha, "term_fraction": term_fraction})
         if self.delay:
             time.sleep(self.delay)

@@ -59,6 +59,7 @@ async def stats(engine: EngineDep, settings: SettingsDep) -> Stats:
             alpha=settings.default_alpha, rrf_k=settings.default_rrf_k,
             normalization=settings.default_normalization,
             candidates=settings.default_candidates,
+            bm25_weight=settings.default_bm25_weight,
         ),
         limits=Limits(
             max_k=settings.max_k, max_query_chars=settings.max_query_chars,

@@ -49,6 +49,7 @@ class Params:
     rrf_k: int
     normalization: str
     candidates: int
+    bm25_weight: float
     explain: bool
     prune_alpha: float
     term_fraction: float
@@ -105,6 +106,10 @@ def resolve(
         rrf_k=options.rrf_k or settings.default_rrf_k,
         normalization=options.normalization or settings.default_normalization,
         candidates=max(options.candidates or settings.default_candidates, options.k),
+        bm25_weight=(
+            options.bm25_weight if options.bm25_weight is not None
+            else settings.default_bm25_weight if "bm25" in available else 0.0
+        ),
         explain=options.explain,
         prune_alpha=options.prune_alpha or settings.default_prune_alpha,
         term_fraction=options.term_fraction or settings.default_term_fraction,
