@@ -305,3 +305,36 @@ def test_pruning_knobs(engine: Engine) -> None:
     for bad in ({"prune_alpha": 0.0}, {"term_fraction": 1.5}, {"prune_alpha": True}):
         with pytest.raises(ValueError, match="must lie in"):
             engine.search(q, k=3, mode="bm25", **bad)
+
+
+def test_tune_fusion_grid_scores_what_the_engine_serves(built, tmp_path: Path) -> None:
+    """Each grid point of `eval tune-fusion` is the engine's own hybrid at those settings."""
+    from sparseretr.eval.tune_fusion import BM25_WEIGHTS, tune_fusion
+
+    from sparseretr.metrics import evaluate
+
+    engine, path = built
+    beir = tmp_path / "beir"
+    (beir / "qrels").mkdir(parents=True)
+    (beir / "corpus.jsonl").write_text(
+        "\n".join(json.dumps({"_id": i, "title": t, "text": x}) for i, t, x in DOCS)
+    )
+    queries = {"q1": "sleepy young cats", "q2": "interest rates and bonds", "q3": "wolf pets"}
+    qrels = {"q1": {"d1": 2, "d0": 1}, "q2": {"d4": 1}, "q3": {"d2": 1, "d0": 1}}
+    (beir / "queries.jsonl").write_text(
+        "\n".join(json.dumps({"_id": q, "text": t}) for q, t in queries.items())
+    )
+    (beir / "qrels" / "train.tsv").write_text(
+        "query-id\tcorpus-id\tscore\n"
+        + "".join(f"{q}\t{d}\t{s}\n" for q, ds in qrels.items() for d, s in ds.items())
+    )
+    with pytest.raises(ValueError, match="test split is for reporting"):
+        tune_fusion(str(beir), str(path), split="test")
+    report = tune_fusion(str(beir), str(path), split="train", candidates=8)
+    assert report["bm25_side"] and report["n_queries"] == 3
+    assert {g["bm25_weight"] for g in report["grid"]} == set(BM25_WEIGHTS)
+    for point in (report["grid"][0], report["grid"][-1], report["best"]["convex"]):
+        opts = {k: v for k, v in point.items() if k != "ndcg@10"}
+        results = engine.search(list(queries.values()), k=10, mode="hybrid", candidates=8, **opts)
+        run = {q: {h.id: h.score for h in r.hits} for q, r in zip(queries, results, strict=True)}
+        assert point["ndcg@10"] == pytest.approx(evaluate(qrels, run, k_values=(10,))["NDCG@10"])
