@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from sparseretr.cli import main
+from sparseretr.fusion import DEFAULTS
 
 
 @pytest.fixture(scope="module")
@@ -63,6 +64,15 @@ def test_build_with_dense_and_bm25_then_hybrid_eval(tiny_beir: Path, tmp_path: P
     table = capsys.readouterr().out
     for name in ("dense", "bm25", "hybrid rrf", "hybrid convex"):
         assert f"| {name} (hybrid)" in table
+    # the index has a BM25 side: the hybrid fuses it at the default share, and the report says so
+    (report,) = (tmp_path / "runs").glob("*/report.json")
+    systems = json.loads(report.read_text())["systems"]
+    hybrid = [s for s in systems if s["extra"]["mode"] == "hybrid"]
+    assert [s["extra"]["bm25_weight"] for s in hybrid] == [DEFAULTS["bm25_weight"]] * 2
+    assert main(["eval", "beir", str(tiny_beir), "--index", str(out), "-k", "10", "--out",
+                 str(tmp_path / "two"), "--mode", "hybrid", "--bm25-weight", "0"]) == 0
+    (report,) = (tmp_path / "two").glob("*/report.json")
+    assert json.loads(report.read_text())["systems"][0]["extra"]["bm25_weight"] == 0.0
 
 
 def test_encoder_kind_comes_from_the_model_folder(tiny_beir: Path, tmp_path: Path) -> None:
