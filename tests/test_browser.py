@@ -21,6 +21,8 @@ import pytest
 from sparseretr.service import Settings, create_app
 from test_service_fakes import FakeEngine
 
+from sparseretr.fusion import DEFAULTS
+
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMEDRIVER = Path(shutil.which("chromedriver") or "/usr/bin/chromedriver")
 ARTIFACTS = Path(__file__).resolve().parents[1] / "artifacts" / "browser"
@@ -43,12 +45,15 @@ CHROME_FLAGS = [
 ]
 
 
+ENGINE = FakeEngine()  # every mode, BM25 included: the page offers the BM25 share
+
+
 @pytest.fixture(scope="module")
 def base_url() -> Iterator[str]:
     import uvicorn
 
     settings = Settings(_env_file=None, api_key=None)  # type: ignore[call-arg]
-    app = create_app(settings, FakeEngine())
+    app = create_app(settings, ENGINE)
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind(("127.0.0.1", 0))  # loopback only, free port chosen by the OS
@@ -113,6 +118,14 @@ def test_search_page_highlights_matched_tokens(base_url: str, driver: webdriver.
     assert hits[0].find_elements(By.CSS_SELECTOR, ".chip.expansion")  # expansion term chip
     meta = hits[0].find_element(By.CSS_SELECTOR, ".meta").text
     assert "sparse" in meta and "dense" in meta  # hybrid components
+    share = driver.find_element(By.ID, "bm25_weight")  # shown, at the service's default
+    assert share.is_displayed() and float(share.get_attribute("value")) == pytest.approx(1 / 3)
+    assert ENGINE.calls[-1]["bm25_weight"] == pytest.approx(DEFAULTS["bm25_weight"])
+    driver.execute_script("arguments[0].value = 0.2", share)  # a user's own share is sent
+    n = len(ENGINE.calls)
+    box.send_keys(Keys.ENTER)
+    WebDriverWait(driver, 15).until(lambda d: len(ENGINE.calls) > n)
+    assert ENGINE.calls[-1]["bm25_weight"] == pytest.approx(0.2)
     status = driver.find_element(By.ID, "status").text
     assert "mode hybrid" in status and "ms" in status
     assert "q=chaperone" in driver.current_url
