@@ -28,8 +28,10 @@ run: setup
 index: setup
 	$(BIN)/sparseretr index build --corpus $(DATA) --out $(INDEX) --dense --with-bm25
 
+# eval and beir-table run -k 100: a hybrid then fuses the same 100 candidates per side that the
+# service fuses for any k <= 100 (a deeper -k deepens the pools, which moves z-scores).
 eval: setup
-	$(BIN)/sparseretr eval beir $(DATA) --index $(INDEX) --split test \
+	$(BIN)/sparseretr eval beir $(DATA) --index $(INDEX) --split test -k 100 \
 		--mode sparse --mode dense --mode bm25 --mode hybrid --fusion rrf --fusion convex \
 		--check-exact --baseline bm25
 
@@ -76,7 +78,7 @@ beir-table: setup
 	  [ -d runs/adapt-$$n/index ] || $(BIN)/sparseretr adapt --corpus $$d \
 	    --out runs/adapt-$$n --minutes $(MINUTES) --index || exit 1; \
 	done
-	$(BIN)/sparseretr eval beir $(DATASETS) --split test --out runs/table \
+	$(BIN)/sparseretr eval beir $(DATASETS) --split test -k 100 --out runs/table \
 		--baseline bm25 --baseline bm25-multifield \
 		--index "bm25 (ours)=indexes/{dataset}-splade:bm25" \
 		--index "splade-tiny=indexes/{dataset}-splade:sparse" \

@@ -533,7 +533,13 @@ def build_parser() -> argparse.ArgumentParser:
         "and Java",
     )
     e.add_argument("--split", default="test")
-    e.add_argument("-k", type=int, default=1000, help="hits retrieved per query")
+    e.add_argument(
+        "-k",
+        type=int,
+        default=1000,
+        help="hits retrieved per query; a hybrid fuses max(--candidates, k) per side, so -k "
+        "100 scores the fusion the service serves for k <= 100",
+    )
     e.add_argument("--out", default="runs", help="folder for the JSON and Markdown report")
     e.add_argument(
         "--timing",
