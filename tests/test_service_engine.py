@@ -41,8 +41,11 @@ def test_search_every_mode(client: TestClient, mode: str) -> None:
     body = r.json()
     top = body["hits"][0]
     assert top["id"] == "d1" and top["title"] == "Vitamin D and cancer"
-    expected = {"hybrid": {"sparse", "dense"}}.get(mode, {mode})
+    # the index has a BM25 side, so the default hybrid fuses all three sides
+    expected = {"hybrid": {"sparse", "dense", "bm25"}}.get(mode, {mode})
     assert set(top["components"]) == expected
+    if mode == "hybrid":
+        assert body["options"]["bm25_weight"] == pytest.approx(1 / 3)
     if mode == "dense":
         assert top["matched"] is None  # no tokens to explain
     else:
