@@ -421,7 +421,11 @@ def _add_adapt_parser(sub: argparse._SubParsersAction) -> None:
         help="dense teacher and the index's dense side (default %(default)s; all-mpnet-base-v2 "
         "with the [mpnet] extra: stronger on NFCorpus, not SciFact; ~8x the encoding cost)",
     )  # fmt: skip
-    t.add_argument("--generator", choices=GENERATORS, default="mix", help="pseudo-query source")
+    t.add_argument(
+        "--generator", default="mix",
+        help=f"pseudo-query source: one of {', '.join(GENERATORS)}, or kinds joined by '+' "
+        "(mix = title+sentence)",
+    )  # fmt: skip
     t.add_argument("--queries", type=int, default=4000, help="pseudo-queries to train on")
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--device", help="cpu, cuda, ... (default: GPU when present)")

@@ -16,6 +16,7 @@ import torch
 
 from sparseretr.adapt import generate, read_corpus, sentences
 from sparseretr.adapt.job import AdaptOptions, default_config, training_data
+from sparseretr.adapt.pseudo_queries import edge_idf, span, word_idf
 from sparseretr.cli import main
 from sparseretr.corpus import CorpusError
 
@@ -54,26 +55,41 @@ def test_sentences_keep_query_sized_ones() -> None:
     assert got == ["Vitamin D deficiency raises cancer risk in adults."]
 
 
-def test_mix_alternates_titles_and_sentences_one_per_document() -> None:
-    titles = [f"Title number {i}" for i in range(20)]
-    texts = [f"Sentence number {i} is long enough to count here." for i in range(20)]
-    qs = generate(titles, texts, kind="mix", n_queries=10, seed=3)
-    assert len(qs) == 10 and len({q.doc for q in qs}) == 10
-    assert {q.kind for q in qs} == {"title", "sentence"}
+def test_mix_takes_turns_between_kinds_one_per_document() -> None:
+    titles = [f"Title number {i} about hepatotoxicity" for i in range(30)]
+    texts = [f"Sentence number {i} is long enough to count here." for i in range(30)]
+    qs = generate(titles, texts, kind="title+sentence+span", n_queries=12, seed=3)
+    assert len(qs) == 12 and len({q.doc for q in qs}) == 12
+    assert [q.kind for q in qs] == ["title", "sentence", "span"] * 4
     for q in qs:
-        assert q.text in (titles[q.doc], texts[q.doc])
+        source = titles[q.doc] if q.kind != "sentence" else texts[q.doc]
+        assert q.text in source
     only_sent = generate(titles, texts, kind="sentence", n_queries=5, seed=3)
     assert all(q.kind == "sentence" and q.text == texts[q.doc] for q in only_sent)
-    # a corpus without titles still gives queries with mix
-    no_titles = generate([""] * 20, texts, kind="mix", n_queries=4)
-    assert [q.kind for q in no_titles] == ["sentence"] * 4
+    mix = generate(titles, texts, kind="mix", n_queries=6, seed=3)
+    assert [q.kind for q in mix] == ["title", "sentence"] * 3
+    # a corpus without titles still gives queries: sentences, and spans cut from them
+    no_titles = generate([""] * 30, texts, kind="title+sentence+span", n_queries=4)
+    assert [q.kind for q in no_titles] == ["sentence", "span"] * 2
+    assert all(q.text in texts[q.doc] for q in no_titles)
 
 
-def test_generator_errors() -> None:
-    with pytest.raises(ValueError, match="generator"):
-        generate(["a"], ["b"], kind="t5")
-    with pytest.raises(ValueError, match="no pseudo-queries"):
-        generate(["", ""], ["tiny.", "also tiny."], kind="mix")
+def test_span_keeps_the_rarest_words_without_common_ones_at_its_ends() -> None:
+    # "anal" and "fissure" are in one document, "management" in two, the rest in all three
+    titles = [
+        "Management of anal fissure in the clinic",
+        "Management in the clinic of",
+        "of the clinic in",
+    ]
+    idf = word_idf(titles, [""] * 3)
+    common = edge_idf(idf)  # three documents: a word in two of them is common
+    assert span(titles[0], idf, 3, common) == "anal fissure"  # not "of anal fissure"
+    assert span(titles[0], idf, 2, common) == "anal fissure"
+    assert span(titles[0], idf, 9, common) == "anal fissure"  # the whole title, ends trimmed
+    assert span("Anal.", idf, 3, common) is None  # one word is no span
+    assert span("the of", idf, 2, common) is None  # only common words
+    qs = generate(titles, ["", "", ""], kind="span", n_queries=3, min_words=3)
+    assert [q.text for q in qs] == ["anal fissure"]  # the other titles hold only common words
 
 
 def test_read_corpus_errors(tmp_path: Path) -> None:
@@ -157,6 +173,7 @@ def test_adapt_writes_a_model_an_index_and_a_report(adapted: tuple[Path, Path, l
     assert [e["label"] for e in training["eval"]] == ["start", "step 2", "final"]
     assert training["selected"] in training["eval"]
     assert report["pseudo_queries"]["n"] == 24  # one per document, 24 documents
+    assert set(report["pseudo_queries"]["kinds"]) == {"title", "sentence"}  # mix
     for f in ("idf.json", "modules.json", "sparseretr_config.json"):
         assert (out / "model" / f).is_file()
     meta = json.loads((out / "model" / "sparseretr_config.json").read_text())
@@ -183,6 +200,16 @@ def test_teacher_agreement_qrels_follow_the_ensemble(adapted: tuple[Path, Path, 
     q = 0
     mix = cache.ensemble(q, {"dense": 1.0, "bm25": 1.0, "splade": 1.0}, 1.0)
     assert np.all((mix >= 0) & (mix <= 1.0 + 1e-6))
+
+
+def test_adapt_refuses_a_bad_generator_before_reading(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code = main(["adapt", "--corpus", str(tmp_path / "missing"), "--out", str(tmp_path / "run"),
+                 "--generator", "title+t5", "--quiet"])  # fmt: skip
+    assert code != 0
+    assert "generator" in capsys.readouterr().err
+    assert not (tmp_path / "run").exists()
 
 
 # -- trainer pieces the command relies on ----------------------------------------------------

@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from sparseretr.adapt.pseudo_queries import PseudoQuery, generate
+from sparseretr.adapt.pseudo_queries import PseudoQuery, generate, parse_kinds
 from sparseretr.corpus import corpus_file, doc_text, iter_corpus
 from sparseretr.index.errors import UserInputError
 from sparseretr.models import DEFAULT_DENSE, DEFAULT_SPLADE
@@ -203,6 +203,7 @@ def adapt(o: AdaptOptions) -> dict[str, Any]:
 
     if o.minutes <= 0:
         raise UserInputError(f"--minutes must be > 0, got {o.minutes}")
+    parse_kinds(o.generator)  # a bad --generator fails before the corpus is read
     t0 = time.perf_counter()
     phases: dict[str, float] = {}
     out = Path(o.out)
