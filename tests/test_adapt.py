@@ -6,6 +6,8 @@ with an audit hook recording every file the process opens under that folder.
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import sys
 from pathlib import Path
@@ -136,23 +138,33 @@ def adapted(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path, list[
     sys.addaudithook(lambda e, a: hook(e, a) if active else None)  # cannot be removed
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
+    stderr = io.StringIO()  # progress bars (tqdm) write here
     try:
-        code = main(
-            [
-                "adapt", "--corpus", str(data), "--out", str(out), "--minutes", "5",
-                "--queries", "12", "--index", "--quiet",
-                "--set", "data.max_length=32", "--set", "optim.max_steps=3",
-                "--set", "optim.batch_size=4", "--set", "optim.negatives=3",
-                "--set", "optim.dtype=float32", "--set", "eval.evals=0",
-                "--set", "eval.every_steps=2", "--set", "teachers.depth=8",
-                "--set", "checkpoint_every=0",
-            ]
-        )  # fmt: skip
+        with contextlib.redirect_stderr(stderr):
+            code = main(
+                [
+                    "adapt", "--corpus", str(data), "--out", str(out), "--minutes", "5",
+                    "--queries", "12", "--index", "--quiet",
+                    "--set", "data.max_length=32", "--set", "optim.max_steps=3",
+                    "--set", "optim.batch_size=4", "--set", "optim.negatives=3",
+                    "--set", "optim.dtype=float32", "--set", "eval.evals=0",
+                    "--set", "eval.every_steps=2", "--set", "teachers.depth=8",
+                    "--set", "checkpoint_every=0",
+                ]
+            )  # fmt: skip
     finally:
         active = False
         torch.set_num_threads(threads)
     assert code == 0
+    (out.parent / "stderr.txt").write_text(stderr.getvalue())
     return data, out, seen
+
+
+def test_adapt_quiet_shows_no_progress_bar(adapted: tuple[Path, Path, list[str]]) -> None:
+    """--quiet holds for the teachers' corpus pass too (dense and splade encodings)."""
+    _, out, _ = adapted
+    stderr = (out.parent / "stderr.txt").read_text()
+    assert "it/s" not in stderr and "Batches" not in stderr, stderr[-500:]
 
 
 def test_adapt_reads_only_the_corpus_file(adapted: tuple[Path, Path, list[str]]) -> None:

@@ -277,6 +277,6 @@ def build_adapted_index(
     summary = build_batch(o.corpus, path, encoder, options)
     dense = next((m for m in cfg.teachers.members if m.kind == "dense"), None)
     if dense is not None:
-        enc, emb = dense_corpus(trainer.data, dense, Path(cfg.teachers.cache))
+        enc, emb = dense_corpus(trainer.data, dense, Path(cfg.teachers.cache), o.show_progress)
         attach_dense(path, emb, enc.config(), corpus.ids)
     return summary.as_dict()

@@ -40,7 +40,9 @@ def _fingerprint(*parts: object) -> str:
     return h.hexdigest()[:12]
 
 
-def _bm25_scorer(data: TrainingData, member: TeacherMember, stem: Path) -> Scorer:
+def _bm25_scorer(
+    data: TrainingData, member: TeacherMember, stem: Path, show_progress: bool
+) -> Scorer:
     from sparseretr.encoders.bm25 import BM25Encoder
 
     enc = BM25Encoder()
@@ -51,7 +53,9 @@ def _bm25_scorer(data: TrainingData, member: TeacherMember, stem: Path) -> Score
     ).toarray()
 
 
-def dense_corpus(data: TrainingData, member: TeacherMember, stem: Path) -> tuple[Any, np.ndarray]:
+def dense_corpus(
+    data: TrainingData, member: TeacherMember, stem: Path, show_progress: bool = True
+) -> tuple[Any, np.ndarray]:
     """The dense teacher's encoder and its corpus embeddings (row i = data.doc_ids[i]), cached
     beside the teacher cache: `sparseretr adapt --index` reuses them as the index's dense side."""
     from sparseretr.dense import DenseEncoder
@@ -65,17 +69,21 @@ def dense_corpus(data: TrainingData, member: TeacherMember, stem: Path) -> tuple
         emb = np.load(path)
     else:
         logger.info("dense teacher: encoding %d documents (cached to %s)", len(data.doc_ids), path)
-        emb = enc.encode(data.doc_texts, show_progress=True)
+        emb = enc.encode(data.doc_texts, show_progress=show_progress)
         _atomic_save(path, lambda f: np.save(f, emb))
     return enc, emb
 
 
-def _dense_scorer(data: TrainingData, member: TeacherMember, stem: Path) -> Scorer:
-    enc, emb = dense_corpus(data, member, stem)
+def _dense_scorer(
+    data: TrainingData, member: TeacherMember, stem: Path, show_progress: bool
+) -> Scorer:
+    enc, emb = dense_corpus(data, member, stem, show_progress)
     return lambda texts: enc.encode(texts) @ emb.T
 
 
-def _splade_scorer(data: TrainingData, member: TeacherMember, stem: Path) -> Scorer:
+def _splade_scorer(
+    data: TrainingData, member: TeacherMember, stem: Path, show_progress: bool
+) -> Scorer:
     import scipy.sparse as sp
 
     from sparseretr.encoders.splade import SpladeEncoder
@@ -89,13 +97,14 @@ def _splade_scorer(data: TrainingData, member: TeacherMember, stem: Path) -> Sco
         docs = sp.load_npz(path)
     else:
         logger.info("splade teacher: encoding %d documents (cached to %s)", len(data.doc_ids), path)
-        docs = enc.encode_documents(data.doc_texts, show_progress=True).to_scipy()
+        docs = enc.encode_documents(data.doc_texts, show_progress=show_progress).to_scipy()
         _atomic_save(path, lambda f: sp.save_npz(f, docs))
     docs_t = docs.T.tocsr()
     return lambda texts: (enc.encode_queries(texts).to_scipy() @ docs_t).toarray()
 
 
-SCORERS: dict[str, Callable[[TrainingData, TeacherMember, Path], Scorer]] = {
+# (data, member, cache stem, show a progress bar over the corpus pass) -> scorer
+SCORERS: dict[str, Callable[[TrainingData, TeacherMember, Path, bool], Scorer]] = {
     "bm25": _bm25_scorer,
     "dense": _dense_scorer,
     "splade": _splade_scorer,
@@ -215,7 +224,9 @@ def cache_meta(data: TrainingData, cfg: TeacherConfig) -> dict:
     }
 
 
-def build_teacher_cache(data: TrainingData, cfg: TeacherConfig, path: Path) -> TeacherCache:
+def build_teacher_cache(
+    data: TrainingData, cfg: TeacherConfig, path: Path, show_progress: bool = True
+) -> TeacherCache:
     """Mine candidates for every query of the split (train and held-out) and score them."""
     kinds = [m.kind for m in cfg.members]
     if len(set(kinds)) != len(kinds):
@@ -226,7 +237,7 @@ def build_teacher_cache(data: TrainingData, cfg: TeacherConfig, path: Path) -> T
     members = {m.kind: m for m in cfg.members}
     for kind in cfg.miners:
         members.setdefault(kind, TeacherMember(kind))
-    scorers = {k: SCORERS[k](data, m, Path(path)) for k, m in members.items()}
+    scorers = {k: SCORERS[k](data, m, Path(path), show_progress) for k, m in members.items()}
     n_docs = len(data.doc_ids)
     depth = min(cfg.depth, n_docs)
     out = TeacherCache([], [], [], {k: [] for k in kinds}, cache_meta(data, cfg))
@@ -253,7 +264,9 @@ def build_teacher_cache(data: TrainingData, cfg: TeacherConfig, path: Path) -> T
     return out
 
 
-def load_or_build(data: TrainingData, cfg: TeacherConfig, path: str | Path) -> TeacherCache:
+def load_or_build(
+    data: TrainingData, cfg: TeacherConfig, path: str | Path, show_progress: bool = True
+) -> TeacherCache:
     """The cache at `path` if it was built from the same data and teachers, else a fresh one."""
     path = Path(path)
     if path.is_file():
@@ -264,4 +277,4 @@ def load_or_build(data: TrainingData, cfg: TeacherConfig, path: str | Path) -> T
             logger.info("teacher cache %s is stale (data or teachers changed): rebuilding", path)
         except (OSError, ValueError, KeyError) as e:
             logger.warning("teacher cache %s unreadable (%s): rebuilding", path, e)
-    return build_teacher_cache(data, cfg, path)
+    return build_teacher_cache(data, cfg, path, show_progress)

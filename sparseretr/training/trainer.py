@@ -125,7 +125,9 @@ class Trainer:
             self.data.query_texts, cfg.data.query_max_length, not self.inference_free
         )
         cache_path = cfg.teachers.cache or self.out / "teachers.npz"
-        self.teachers = teachers or load_or_build(self.data, cfg.teachers, cache_path)
+        self.teachers = teachers or load_or_build(
+            self.data, cfg.teachers, cache_path, show_progress
+        )
         weights = {m.kind: m.weight for m in cfg.teachers.members}
         self.teacher_weights = weights
         self.sampler = BatchSampler(
