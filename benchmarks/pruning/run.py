@@ -193,6 +193,53 @@ def measure_rss(kind: str, path: Path, queries: SparseVectors, cache: Path) -> d
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
+def bmp_build_child(index_path: str, out: str, block_size: str) -> dict[str, Any]:
+    """In a fresh process: build one bmp index from ours; report its build and peak RSS."""
+    import resource
+
+    done = Path(out) / E.DONE
+    cached = done.is_file()
+    info = E.build_bmp(SparseIndex.open(index_path), Path(out), int(block_size))
+    meta = json.loads(done.read_text())
+    if not cached:  # the peak of this process is the build's only when it built
+        meta["peak_rss"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+        done.write_text(json.dumps(meta))
+    return {"build_s": info["build_s"], "bytes": info["bytes"], "peak_rss": meta.get("peak_rss")}
+
+
+def build_bmp(index_path: Path, out: Path, block_size: int) -> dict[str, Any]:
+    """bmp's build in its own process. Why: bmp holds its whole forward index, its inverted
+    index and then its block forward index in RAM at once (at block 8 and 1M documents that
+    outgrows 24 GB), so the build must not also carry this process's memory, and a build killed
+    for memory must cost the run only bmp's rows, with the reason recorded."""
+    cmd = [sys.executable, "-m", "benchmarks.pruning.run", "--bmp-build",
+           str(index_path), str(out), str(block_size)]  # fmt: skip
+    proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    if proc.returncode != 0:
+        why = f"signal {-proc.returncode}" if proc.returncode < 0 else f"exit {proc.returncode}"
+        oom = proc.returncode == -9
+        hint = " (killed: out of memory? see benchmarks/README.md on swap)" if oom else ""
+        return {"error": f"bmp block {block_size} build failed, {why}{hint}: "
+                f"{proc.stderr[-300:]}"}  # fmt: skip
+    info = json.loads(proc.stdout.strip().splitlines()[-1])
+    return {**info, "path": out / "index.bmp"}
+
+
+def swap_pages() -> dict[str, int]:
+    """Pages swapped in and out since boot (/proc/vmstat): a timing run that swapped measured
+    the disk, not the engine, so the record carries the counts from before and after it."""
+    out = {}
+    try:
+        with open("/proc/vmstat") as f:
+            for line in f:
+                name, _, value = line.partition(" ")
+                if name in ("pswpin", "pswpout"):
+                    out[name] = int(value)
+    except OSError:
+        pass
+    return out
+
+
 # ------------------------------------------------------------------------------------- main
 def parse(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
@@ -216,6 +263,7 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--cache", type=Path, default=RESULTS / "cache")
     p.add_argument("--build-only", action="store_true", help="generate and build, then stop")
     p.add_argument("--probe", nargs=3, help=argparse.SUPPRESS)
+    p.add_argument("--bmp-build", nargs=3, help=argparse.SUPPRESS)
     return p.parse_args(argv)
 
 
@@ -223,6 +271,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     args = parse(argv)
     if args.probe:
         print(json.dumps(probe(*args.probe)))
+        return {}
+    if args.bmp_build:
+        print(json.dumps(bmp_build_child(*args.bmp_build)))
         return {}
     import numba
 
@@ -277,10 +328,16 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     bmp_info: dict[int, dict[str, Any]] = {}
     lucene_info = None
     for b in args.bmp_blocks if args.bmp else []:
-        bmp_info[b] = E.build_bmp(index, cache / f"bmp-{tag}-b{b}", b)
+        info = build_bmp(main_path, cache / f"bmp-{tag}-b{b}", b)
+        if "error" in info:
+            log(info["error"])
+            builds[f"bmp-b{b}"] = {"error": info["error"]}
+            continue
+        bmp_info[b] = info
         builds[f"bmp-b{b}"] = {
-            "build_s": bmp_info[b]["build_s"], "bytes": bmp_info[b]["bytes"],
-            "bytes_per_posting": bmp_info[b]["bytes"] / index.n_postings,
+            "build_s": info["build_s"], "bytes": info["bytes"],
+            "bytes_per_posting": info["bytes"] / index.n_postings,
+            "build_peak_rss": info["peak_rss"],
             "note": "excludes our reordering (bmp gets our clustered order)",
         }  # fmt: skip
     if lucene:
@@ -307,6 +364,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     matrix = E.docs_by_term(index) if args.scipy else None
 
     rows: list[dict[str, Any]] = []
+    swap_before = swap_pages()
     checks: dict[str, Any] = {}
     for qname, q in qsets.items():
         for k in args.k:
@@ -357,6 +415,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "collection": calib,
         "builds": builds,
         "rss_bytes": rss,
+        "swap_pages_before_after_timing": [swap_before, swap_pages()],
         "batch_scaling": batch,
         "checks": checks,
         "rows": rows,
@@ -521,10 +580,15 @@ def markdown(rec: dict[str, Any]) -> str:
         )
     lines += ["", "| build | seconds | bytes | bytes/posting |", "|---|---:|---:|---:|"]
     for name, b in rec["builds"].items():
+        if "error" in b:
+            lines.append(f"| {name} | {b['error'][:120]} | | |")
+            continue
         lines.append(
             f"| {name} | {b['build_s']:.1f} | {b['bytes']:,} | {b['bytes_per_posting']:.2f} |"
         )
     lines += ["", "RSS growth (bytes): " + json.dumps(rec["rss_bytes"])]
+    lines += ["", "Swap pages in/out before and after the timing: "
+              + json.dumps(rec["swap_pages_before_after_timing"])]  # fmt: skip
     lines += ["", "Batch scaling (pruned, k=10): " + json.dumps(rec["batch_scaling"])]
     lines += ["", "Checks: " + json.dumps(rec["checks"])]
     lines += ["", "## Targets", "", "```", json.dumps(rec["targets"], indent=2), "```", ""]
