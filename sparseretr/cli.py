@@ -36,7 +36,9 @@ def _add_encoder_args(p: argparse.ArgumentParser) -> None:
     g.add_argument(
         "--dtype",
         choices=["auto", "float32", "bfloat16", "float16"],
-        help="autocast dtype (default: bf16/fp16 on GPU, fp32 on CPU)",
+        help="autocast dtype (default auto: an index build encodes documents in bf16 where "
+        "the hardware computes it natively, GPUs and AVX512-BF16/AMX CPUs, else fp32; "
+        "queries: bf16/fp16 on GPU, fp32 on CPU)",
     )
 
 

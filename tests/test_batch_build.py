@@ -318,3 +318,33 @@ def test_ray_flag_without_ray_says_how_to_install(corpus: Path, tmp_path, monkey
     err = capsys.readouterr().err
     assert "--ray needs Ray Data" in err and "pip install 'sparseretr[ray]'" in err
     assert not (tmp_path / "index").exists() and not work_dir_for(tmp_path / "index").exists()
+
+
+def test_documents_are_encoded_in_bf16_only_where_the_cpu_computes_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """dtype auto (the default): a CPU without AVX512-BF16/AMX builds exactly the fp32 index;
+    one with it encodes the documents in bf16 (other impacts) and says so in the manifest."""
+    from sparseretr.encoders import _torch
+
+    corpus = make_corpus(tmp_path / "corpus.jsonl", n=20)
+    model = ("--encoder", "splade", "--max-length", "32", "--shard-size", "5")
+
+    def built(name: str, native_bf16: bool, *extra: str) -> tuple[dict, str]:
+        monkeypatch.setattr(_torch, "cpu_has_native_bf16", lambda: native_bf16)
+        build(corpus, tmp_path / name, *model, *extra)
+        seg = tmp_path / name / "segments" / "seg-000000"
+        dtype = json.loads((seg / "manifest.json").read_text())["build"]["dtype"]
+        content = index_content(tmp_path / name)
+        content.pop("commit")
+        manifest = content.pop("manifest.json")
+        assert isinstance(manifest, dict)
+        return content, dtype
+
+    fp32, fp32_dtype = built("fp32", True, "--dtype", "float32")
+    plain_cpu, plain_dtype = built("plain", False)
+    bf16_cpu, bf16_dtype = built("bf16", True)
+    assert (fp32_dtype, plain_dtype, bf16_dtype) == ("float32", "float32", "bfloat16")
+    assert plain_cpu == fp32
+    assert bf16_cpu["docstore"] == fp32["docstore"]
+    assert bf16_cpu != fp32

@@ -122,6 +122,10 @@ def build_batch(
         raise UserInputError(f"--workers must be >= 1, got {o.workers}")
     out = Path(out).absolute()
     cpath = corpus_file(corpus)
+    if encoder.kind != "bm25" or o.dense_model:  # BM25 alone runs no model (nor torch)
+        from sparseretr.encoders._torch import document_dtype
+
+        o = replace(o, dtype=document_dtype(o.device, o.dtype))
     key = work_key(cpath, encoder, o)
     if not o.overwrite and finished_build(out, key):
         return _already_built(out, o, t_start)
@@ -148,7 +152,8 @@ def build_batch(
         done = work.done_shards()
         reused = len(done)
         docs_reused = sum(min(o.shard_size, n_docs - i * o.shard_size) for i in done)
-        run = _Run(work, cpath, encoder, spec, n_docs, n_shards, o)
+        reuse = o.dtype == options.dtype
+        run = _Run(work, cpath, encoder, spec, n_docs, n_shards, o, reuse_encoder=reuse)
         workers, (ids, vectors, dense, texts) = _encode_and_merge(run, phases)
         encode_s = phases["encode"]
 
@@ -165,6 +170,7 @@ def build_batch(
             build_info={
                 "encode_s": round(encode_s, 3),
                 "device": str(spec.device or getattr(encoder, "device", "cpu")),
+                "dtype": spec.dtype or "float32",
                 "runner": "ray" if o.ray else "local",
                 "workers": workers,
                 "shard_size": o.shard_size,
@@ -266,6 +272,9 @@ class _Run:
     n_docs: int
     n_shards: int
     o: BatchOptions
+    # False when the job's dtype is not the one the caller's encoder was made with: the
+    # in-process worker then rebuilds it from the spec, like the worker processes do.
+    reuse_encoder: bool = True
 
 
 def _encode(run: _Run) -> int:
@@ -313,7 +322,8 @@ def _encode(run: _Run) -> int:
         gpus = gpu_devices(o.device)
         workers, threads = plan_workers(o.workers, len(pending), gpus)
         spec = replace(run.spec, threads=threads)
-        local = {"workers": workers, "gpus": gpus, "on_done": on_done, "encoder": run.encoder}
+        encoder = run.encoder if run.reuse_encoder else None
+        local = {"workers": workers, "gpus": gpus, "on_done": on_done, "encoder": encoder}
         encode_local(work.root, stream, spec, **local)
         return workers
     finally:
