@@ -203,6 +203,10 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         help="documents per interleaving step (our encoder sorts by length within a chunk)",
     )
     p.add_argument("--no-bf16", action="store_true", help="skip the bfloat16 autocast run")
+    p.add_argument(
+        "--dense", default=None, help="also time this dense model (the index's other encoder, "
+        "e.g. all-MiniLM-L6-v2) in fp32 and bf16 on the same texts",
+    )  # fmt: skip
     p.add_argument("--out", type=Path, default=None, help=f"JSON folder (default {RESULTS_DIR})")
     return p.parse_args(argv)
 
@@ -270,10 +274,37 @@ def _run(args: argparse.Namespace, threads: dict[str, Any]) -> dict[str, Any]:
         "machine": {**machine_info(), "cpu_flags_bf16": _bf16_flags()},
         "versions": versions(),
     }
+    if args.dense:
+        record["dense"] = dense_rates(args.dense, texts, args.repeat, not args.no_bf16)
     path = write_json(record, "encode_throughput", args.out)
     print(render(record))
     print(f"\nJSON: {path}")
     return record
+
+
+def dense_rates(model: str, texts: list[str], repeat: int, bf16: bool) -> dict[str, Any]:
+    """docs/s of the dense side (an index build runs it after the sparse encoder on every
+    shard, so the two rates bound the job together), and bf16's smallest cosine with fp32."""
+    import time
+
+    from sparseretr.dense import DenseEncoder
+
+    out: dict[str, Any] = {"model": model}
+    ref = None
+    for dtype in ("float32", "bfloat16") if bf16 else ("float32",):
+        enc = DenseEncoder(model, dtype=dtype, device="cpu")
+        enc.encode(texts[: min(8, len(texts))])
+        runs = []
+        for _ in range(max(1, repeat)):
+            t0 = time.perf_counter()
+            vecs = enc.encode(texts)
+            runs.append(time.perf_counter() - t0)
+        out[f"{dtype}_docs_per_s"] = len(texts) / float(np.median(runs))
+        if ref is None:
+            ref = vecs
+        else:
+            out[f"{dtype}_min_cosine_vs_float32"] = float((ref * vecs).sum(axis=1).min())
+    return out
 
 
 def gemm_rate(width: int, repeat: int = 30) -> float:
@@ -350,7 +381,17 @@ def render(record: dict[str, Any]) -> str:
         f"the projection alone is bounded at {c['projection_bound_docs_per_s']:.1f} docs/s; ours "
         f"runs it at {c['projection_docs_per_s']:.1f} docs/s "
         f"({c['projection_share_of_bound']:.0%} of the bound)."
-    )
+    ) + (_render_dense(record["dense"]) if "dense" in record else "")
+
+
+def _render_dense(d: dict[str, Any]) -> str:
+    parts = [f"fp32 {d['float32_docs_per_s']:.1f} docs/s"]
+    if "bfloat16_docs_per_s" in d:
+        parts.append(
+            f"bf16 {d['bfloat16_docs_per_s']:.1f} docs/s (min cosine with fp32 "
+            f"{d['bfloat16_min_cosine_vs_float32']:.5f})"
+        )
+    return f"\nDense side ({d['model']}, max length 256): " + ", ".join(parts) + "."
 
 
 if __name__ == "__main__":

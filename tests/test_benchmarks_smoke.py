@@ -68,9 +68,13 @@ def test_search_latency_lucene_smoke(tiny_beir: Path, tmp_path: Path) -> None:
 def test_encode_throughput_smoke(tiny_beir: Path, tmp_path: Path) -> None:
     out = tmp_path / "out"
     encode_throughput.main(
-        ["--data", str(tiny_beir), "--n", "8", "--threads", "1", "--repeat", "1", "--out", str(out)]
-    )
+        ["--data", str(tiny_beir), "--n", "8", "--threads", "1", "--repeat", "1", "--out", str(out),
+         "--dense", "all-MiniLM-L6-v2"]
+    )  # fmt: skip
     data = _read_json(out, "encode_throughput")
+    dense = data["dense"]
+    assert dense["float32_docs_per_s"] > 0 and dense["bfloat16_docs_per_s"] > 0
+    assert 0.99 < dense["bfloat16_min_cosine_vs_float32"] <= 1.0 + 1e-6
     assert set(data["results"]) == {"naive-hf", "ours-fp32", "ours-bf16"}
     for row in data["results"].values():
         assert {"docs_per_s", "ratio_vs_naive", "max_abs_diff_vs_naive", "seconds"} <= set(row)
