@@ -55,18 +55,24 @@ def resolve_dtype(
 
 
 def document_dtype(device: str | None, dtype: str | None) -> str | None:
-    """The dtype a corpus is encoded in: "auto" (or None) means bf16 wherever the hardware
-    computes it natively, CPUs with AVX512-BF16/AMX included, as on GPUs (where the encoders
-    already autocast by default). Why only for documents: a corpus is encoded once and is the
-    cost of an index build (2.2x faster in bf16 on such a CPU), while a query is one short
-    forward pass, so queries keep fp32; bf16 moves SciFact and NFCorpus test nDCG@10 by less
-    than the 0.002 the project allows a lossy default (benchmarks/README.md). An explicit
-    dtype, "float32" included, is kept as given."""
+    """The dtype a corpus is encoded in, made explicit so that the index can record it.
+
+    "auto" (or None) means the reduced precision the hardware computes natively: bf16 (or
+    fp16) on a GPU, as the encoders already do there, and bf16 on a CPU with AVX512-BF16 or
+    AMX; None (fp32) on other CPUs, where bf16 is emulated and slower. Why only documents: a
+    corpus is encoded once and is the whole cost of an index build, while a query is one short
+    forward pass, so queries keep fp32 on a CPU. bf16 documents keep SciFact and NFCorpus test
+    nDCG@10 within the 0.002 the project allows a lossy default (benchmarks/README.md). An
+    explicit dtype, "float32" included, is kept as given.
+    """
     if dtype not in (None, "auto"):
         return dtype
-    if pick_device(device).type == "cpu" and cpu_has_native_bf16():
+    dev = pick_device(device)
+    if dev.type == "cuda":
+        return "bfloat16" if torch.cuda.is_bf16_supported() else "float16"
+    if dev.type == "cpu" and cpu_has_native_bf16():
         return "bfloat16"
-    return dtype
+    return None
 
 
 @contextlib.contextmanager
