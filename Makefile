@@ -105,7 +105,7 @@ lint: setup
 bench-pruning: setup
 	$(BIN)/pip install -q -e ".[bench]"
 	$(BIN)/python -m benchmarks.pruning.run --docs 100000 --no-ablation --queries 200 $(BENCH_ARGS)
-	$(BIN)/python -m benchmarks.pruning.run --docs 1000000 --no-lucene --no-bmp --no-scipy \
+	$(BIN)/python -m benchmarks.pruning.run --docs 1000000 --no-lucene --bmp-blocks 8 --no-scipy \
 		--no-ablation --queries 150 $(BENCH_ARGS)
 	$(BIN)/python -m benchmarks.splade_index_scifact --index $(INDEX)
 

@@ -116,3 +116,13 @@ def test_sharded_search_smoke(tmp_path: Path) -> None:
                        ("Ray shards", 1), ("Ray shards", 2)]  # fmt: skip
     for r in record["rows"]:
         assert r["identical"] == 20 and r["qps_batch"] > 0 and r["p50_ms"] > 0
+
+
+def test_a_failed_bmp_build_costs_only_bmp(tmp_path: Path) -> None:
+    """bmp builds in a child process (at 1M documents block 8 it outgrows 24 GB): a child that
+    dies returns the reason instead of ending the whole benchmark run."""
+    from benchmarks.pruning import run
+
+    info = run.build_bmp(tmp_path / "no-such-index", tmp_path / "bmp", 8)
+    assert set(info) == {"error"}
+    assert info["error"].startswith("bmp block 8 build failed, exit 1")
