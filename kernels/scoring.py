@@ -109,6 +109,8 @@ _BEST_FIRST_MIN = 64
 _ROWS_PER_LOOKUP = 32
 _BUCKETS = 1024  # bound buckets of the candidate ordering
 _SCAN_ALL_SHARE = 4  # scan every slot once a query's postings reach 1/4 of the documents
+_GIVE_UP_SHARE = 5  # exact pruned search of a long query turns exhaustive at 1/5 blocks live
+_GIVE_UP_MAX_K = 100  # ... at k up to this; at larger k the finish is the cheaper path
 _EXHAUSTIVE_AT = 30.0  # _exhaustive_wins: postings per doc x sqrt(k) from which to skip pruning
 _HIST_MIN_K = 64  # from this k, a full scan finds the k-th score's bucket first (_offer_all)
 _HIST_SHIFT = 19  # bucket = float32 bits >> 19: exponent and 4 mantissa bits
@@ -1052,8 +1054,8 @@ def _pruned_row(
     nv = _select_terms(q.terms, q.weights, qa, qb, vocab, term_fraction, ts, ws)
     if nv == 0 or k <= 0:
         return 0
+    n_post = 0
     if alpha >= 1.0 and term_fraction >= 1.0:
-        n_post = 0
         for j in range(nv):
             n_post += term_ptr[ts[j] + 1] - term_ptr[ts[j]]
         n_docs = p.doc_order.shape[0]
@@ -1181,16 +1183,37 @@ def _pruned_row(
     # this slower than the exhaustive kernel; instead drop the blocks that are hopeless now
     # and score the rest term at a time, as the exhaustive kernel does.
     if sweep:
+        live = 0
         for b in range(nb):  # unscored candidates: ub >= theta0 (scored ones were zeroed)
             if ub[b] != 0:
                 if _hopeless(ub[b], theta0, alpha32, hs, size, k):
                     ub[b] = 0
                 else:
-                    scored += 1
+                    live += 1
+        scored += live
         n_docs = p.doc_order.shape[0]
         if acc.shape[0] < n_docs or touched.shape[0] < n_docs:
             acc = np.zeros(n_docs, dtype=np.float32)
             touched = np.empty(n_docs, dtype=np.int32)
+        if (
+            n_post > 0
+            and k <= _GIVE_UP_MAX_K
+            and live * _GIVE_UP_SHARE >= nb
+            and _scan_all(p, n_post)
+        ):
+            # The bounds have lost: at a small k so many blocks stay live only for a flat
+            # query, and the finish below would walk most of its postings through a touched
+            # list, where the exhaustive kernel takes them in one plain pass (_scan_all).
+            # Start over there; both are exact, so only the time moves. (n_post > 0: exact
+            # mode, alpha = term_fraction = 1. Few postings: the exhaustive kernel would use a
+            # touched list too. At k = 1000 many live blocks are the rule, and the finish
+            # over them was faster than starting over: benchmarks/README.md.)
+            ub[:] = 0
+            hs[:] = 0
+            hd[:] = -1
+            stats[qi, 0] = stats[qi, 1] = nb  # as _exhaustive_wins: every block scored
+            stats[qi, 2] = rows_read
+            return _exhaustive_row(q, qi, p, dead, k, acc, touched, out_ids, out_scores)
         size = _finish_term_at_a_time(
             nv, ws, first, sl, p, dead, k, Workspace(ub, tab, gen, cand, acc, touched), hs, hd,
             size,

@@ -16,7 +16,7 @@ import pytest
 import scipy.sparse as sp
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from kernel_layouts import NO_DENSE, Layout, make_layout, query_row, random_queries
+from kernel_layouts import NO_DENSE, Layout, make_layout, one_query, query_row, random_queries
 from sparseretr.index import IndexVersionError, SparseIndex, build_index
 from sparseretr.index.postings import (
     MAX_BLOCK_SIZE,
@@ -121,6 +121,28 @@ def test_thousands_of_queries_and_pruning_really_skips() -> None:
                 n_queries += 1
     assert n_queries >= 4000
     assert scored < 0.8 * candidates, (scored, candidates)  # pruning did skip blocks
+
+
+def test_a_flat_query_gives_up_pruning_and_stays_exact() -> None:
+    """Documents of one topic, every impact equal, and a query over the topic's common terms:
+    every block's bound ties with the k-th score, so after its best-first phase the pruned
+    search at k=10 finds every block still live and starts over exhaustively (the give-up
+    path of _pruned_row). Its top-k must still be the exhaustive one exactly."""
+    rng = np.random.default_rng(7)
+    n, vocab, bsize = 3000, 40, 2
+    docs = topical_docs(rng, n, vocab, topics=1)
+    docs.data[:] = 100
+    vecs = SparseVectors.from_scipy(docs.astype(np.float32), vocab)
+    layout = make_layout(docs, bsize, reorder_docs(vecs, bsize, seed=0))
+    common = np.argsort(-np.bincount(docs.indices, minlength=vocab))[:12]
+    q = one_query(sorted(common.tolist()), [1.0] * common.size)
+    ids, scores = exhaustive(layout, q, 10)
+    p_ids, p_scores, stats = pruned(layout, q, 10)
+    np.testing.assert_array_equal(p_ids, ids)
+    np.testing.assert_array_equal(p_scores, scores)
+    n_blocks = -(-n // bsize)
+    # every block scored after reading the rows (not the up-front exhaustive choice: rows 0)
+    assert stats[0, 0] == stats[0, 1] == n_blocks and stats[0, 2] > 0, stats
 
 
 def test_one_workspace_reused_across_queries_and_generation_wrap() -> None:
