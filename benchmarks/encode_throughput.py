@@ -285,8 +285,6 @@ def _run(args: argparse.Namespace, threads: dict[str, Any]) -> dict[str, Any]:
 def dense_rates(model: str, texts: list[str], repeat: int, bf16: bool) -> dict[str, Any]:
     """docs/s of the dense side (an index build runs it after the sparse encoder on every
     shard, so the two rates bound the job together), and bf16's smallest cosine with fp32."""
-    import time
-
     from sparseretr.dense import DenseEncoder
 
     out: dict[str, Any] = {"model": model}

@@ -122,10 +122,15 @@ def build_batch(
         raise UserInputError(f"--workers must be >= 1, got {o.workers}")
     out = Path(out).absolute()
     cpath = corpus_file(corpus)
+    reuse = True  # the caller's encoder encodes the shards in-process (one worker)
     if encoder.kind != "bm25" or o.dense_model:  # BM25 alone runs no model (nor torch)
-        from sparseretr.encoders._torch import document_dtype
+        from sparseretr.encoders._torch import document_dtype, pick_device, resolve_dtype
 
-        o = replace(o, dtype=document_dtype(o.device, o.dtype))
+        dtype = document_dtype(o.device, o.dtype)
+        if dtype != o.dtype:  # reload only where the encoder would autocast otherwise (CPU)
+            dev = pick_device(o.device)
+            reuse = resolve_dtype(dev, dtype) == resolve_dtype(dev, o.dtype)
+        o = replace(o, dtype=dtype)
     key = work_key(cpath, encoder, o)
     if not o.overwrite and finished_build(out, key):
         return _already_built(out, o, t_start)
@@ -152,7 +157,6 @@ def build_batch(
         done = work.done_shards()
         reused = len(done)
         docs_reused = sum(min(o.shard_size, n_docs - i * o.shard_size) for i in done)
-        reuse = o.dtype == options.dtype
         run = _Run(work, cpath, encoder, spec, n_docs, n_shards, o, reuse_encoder=reuse)
         workers, (ids, vectors, dense, texts) = _encode_and_merge(run, phases)
         encode_s = phases["encode"]
@@ -272,7 +276,7 @@ class _Run:
     n_docs: int
     n_shards: int
     o: BatchOptions
-    # False when the job's dtype is not the one the caller's encoder was made with: the
+    # False when the job's dtype is not what the caller's encoder autocasts to: the
     # in-process worker then rebuilds it from the spec, like the worker processes do.
     reuse_encoder: bool = True
 
