@@ -48,6 +48,7 @@ from sparseretr.kernels import (
     Postings,
     Queries,
     dense_terms,
+    narrow_slots,
     search_exhaustive,
     search_exhaustive_parallel,
     search_pruned,
@@ -69,10 +70,11 @@ METHODS = ("pruned", "exhaustive")
 # of a collection this small (benchmarks/README.md, "Measurements behind code choices").
 PRUNE_MIN_DOCS = 16_384
 # A term whose block rows take at least this many bytes per block of the index is decoded
-# ahead for the pruned search (kernels.dense_terms), at 2.5 bytes per block in RAM: a few
-# hundred long terms buy most of the speed-up for a small share of the index's memory
+# ahead (kernels.dense_terms), at 2.5 bytes per block plus 1 per posting in RAM (2 above
+# 16 docs per block): bounds of one vectorized pass, postings added one flat loop per
+# chunk. The terms found in a quarter of the blocks hold most of a long query's postings
 # (benchmarks/README.md, "Measurements behind code choices").
-DENSE_ROW_BYTES_PER_BLOCK = 1.0
+DENSE_ROW_BYTES_PER_BLOCK = 0.25
 
 
 class SparseIndex:
@@ -348,6 +350,7 @@ class SparseIndex:
                         self._term_ptr, self._block_ptr, self._block_rows, self._post_docs,
                         self._post_impacts, self._block_size, self._n_blocks, need,
                     )  # fmt: skip
+                    out = narrow_slots(out, self._block_size)
                     for a in out:
                         a.setflags(write=False)
                     self._dense = out

@@ -109,8 +109,8 @@ _BEST_FIRST_MIN = 64
 _ROWS_PER_LOOKUP = 32
 _BUCKETS = 1024  # bound buckets of the candidate ordering
 _SCAN_ALL_SHARE = 4  # scan every slot once a query's postings reach 1/4 of the documents
-_GIVE_UP_SHARE = 5  # exact pruned search of a long query turns exhaustive at 1/5 blocks live
-_GIVE_UP_MAX_K = 100  # ... at k up to this; at larger k the finish is the cheaper path
+_GIVE_UP_SHARE = 20  # exact pruned search of a flat query turns exhaustive at 1/20 blocks live
+_GIVE_UP_CHECK = 64  # ... checked once after this many blocks scored best first, then at the sweep
 _EXHAUSTIVE_AT = 30.0  # _exhaustive_wins: postings per doc x sqrt(k) from which to skip pruning
 _HIST_MIN_K = 64  # from this k, a full scan finds the k-th score's bucket first (_offer_all)
 _HIST_SHIFT = 19  # bucket = float32 bits >> 19: exponent and 4 mantissa bits
@@ -811,6 +811,23 @@ def _hopeless(u: float, theta0: float, alpha: float, hs: np.ndarray, size: int, 
 
 
 @njit(cache=True, nogil=True)
+def _live_blocks(
+    ub: np.ndarray, theta0: float, alpha: float, hs: np.ndarray, size: int, k: int, drop: bool
+) -> int:
+    """How many unscored candidate blocks (ub != 0) are not hopeless yet; with drop, the
+    hopeless ones are zeroed on the way, so what is left is the set to finish."""
+    live = 0
+    for b in range(ub.shape[0]):
+        if ub[b] != 0:
+            if _hopeless(ub[b], theta0, alpha, hs, size, k):
+                if drop:
+                    ub[b] = 0
+            else:
+                live += 1
+    return live
+
+
+@njit(cache=True, nogil=True)
 def _find_spans(
     b: int,
     nv: int,
@@ -955,12 +972,12 @@ def dense_terms(
     Returns (slot int32[vocab]: -1, or the term's row in the others; max uint8[n, n_blocks]:
     block max, 0 where absent; count uint8[n, n_blocks]: postings in the block; offset
     int64[n, n_blocks // 16 + 1]: first posting of each 16-block chunk; chunk_slot
-    uint16[their postings]: each posting's slot within its 16-block chunk; pos int64[n + 1]:
-    where term row i's postings start in chunk_slot). A term found in most blocks then costs
-    step 1 of the pruned search one vectorized add per block instead of a variable-length
-    row decode each (at 1M docs such terms hold half of a long query's rows), and a pass that
-    adds all its postings one flat loop per chunk instead of one short loop per block.
-    Derived from the stored rows, so the index format does not change.
+    uint16[their postings]: each posting's slot within its 16-block chunk, see narrow_slots;
+    pos int64[n + 1]: where term row i's postings start in chunk_slot). A term found in
+    many blocks then costs step 1 of the pruned search one vectorized add per block instead
+    of a variable-length row decode each (at 1M docs such terms hold half of a long query's
+    rows), and a pass that adds all its postings one flat loop per chunk instead of one
+    short loop per block. Derived from the stored rows, so the index format does not change.
     """
     vocab = term_ptr.shape[0] - 1
     slot = np.full(vocab, -1, dtype=np.int32)
@@ -1001,6 +1018,14 @@ def dense_terms(
                 doff[s, b >> _CHUNK_SHIFT] = p
             p += dcnt[s, b]
     return slot, dmax, dcnt, doff, cslot, pos
+
+
+def narrow_slots(dense: tuple[np.ndarray, ...], bsize: int) -> tuple[np.ndarray, ...]:
+    """dense_terms' arrays with chunk slots in a byte where a 16-block chunk has at most
+    256 slots (16 docs per block or fewer): half the memory of the largest array."""
+    if bsize << _CHUNK_SHIFT > 256:
+        return dense
+    return (*dense[:4], dense[4].astype(np.uint8), *dense[5:])
 
 
 @njit(cache=True, nogil=True)
@@ -1178,7 +1203,11 @@ def _pruned_row(
     span = np.empty(2 * nv, dtype=np.int64)
     scored = 0
     best_first = max(_BEST_FIRST_MIN, rows_read // (_ROWS_PER_LOOKUP * nv))
+    # Exact mode (n_post > 0) on a query whose postings the exhaustive kernel takes in one
+    # plain pass: if the bounds lose, starting over there is the cheaper exact path.
+    may_give_up = n_post > 0 and _scan_all(p, n_post)
     sweep = False
+    give_up = False
     for d in range(_BUCKETS if n_cand > 0 else 0):
         if head[d] < 0:
             continue
@@ -1194,7 +1223,13 @@ def _pruned_row(
             _find_spans(b, nv, nch, g, tab, span, sl, dcnt, doff)
             size = _score_block(b, nv, ws, p, dead, k, bacc, btouched, span, hs, hd, size)
             scored += 1
-            if scored >= best_first:
+            if scored == _GIVE_UP_CHECK and may_give_up and size == k:
+                # Flat queries keep most blocks live however many are scored: say so now,
+                # before the rest of the best-first phase costs a range lookup per term
+                # in each of up to thousands of blocks.
+                live = _live_blocks(ub, theta0, alpha32, hs, size, k, False)
+                give_up = live * _GIVE_UP_SHARE >= nb
+            if give_up or scored >= best_first:
                 sweep = True
                 break
             b = nxt
@@ -1204,38 +1239,28 @@ def _pruned_row(
     # blocks remain. Block at a time, each costs a range lookup per term, which at k=1000 made
     # this slower than the exhaustive kernel; instead drop the blocks that are hopeless now
     # and score the rest term at a time, as the exhaustive kernel does.
-    if sweep:
-        live = 0
-        for b in range(nb):  # unscored candidates: ub >= theta0 (scored ones were zeroed)
-            if ub[b] != 0:
-                if _hopeless(ub[b], theta0, alpha32, hs, size, k):
-                    ub[b] = 0
-                else:
-                    live += 1
+    if sweep and not give_up:
+        live = _live_blocks(ub, theta0, alpha32, hs, size, k, True)
         scored += live
+        give_up = may_give_up and live * _GIVE_UP_SHARE >= nb
+    if sweep:
         n_docs = p.doc_order.shape[0]
         if acc.shape[0] < n_docs or touched.shape[0] < n_docs:
             acc = np.zeros(n_docs, dtype=np.float32)
             touched = np.empty(n_docs, dtype=np.int32)
-        if (
-            n_post > 0
-            and k <= _GIVE_UP_MAX_K
-            and live * _GIVE_UP_SHARE >= nb
-            and _scan_all(p, n_post)
-        ):
-            # The bounds have lost: at a small k so many blocks stay live only for a flat
-            # query, and the finish below would walk most of its postings through a touched
-            # list, where the exhaustive kernel takes them in one plain pass (_scan_all).
-            # Start over there; both are exact, so only the time moves. (n_post > 0: exact
-            # mode, alpha = term_fraction = 1. Few postings: the exhaustive kernel would use a
-            # touched list too. At k = 1000 many live blocks are the rule, and the finish
-            # over them was faster than starting over: benchmarks/README.md.)
-            ub[:] = 0
-            hs[:] = 0
-            hd[:] = -1
-            stats[qi, 0] = stats[qi, 1] = nb  # as _exhaustive_wins: every block scored
-            stats[qi, 2] = rows_read
-            return _exhaustive_row(q, qi, p, dead, k, acc, touched, out_ids, out_scores)
+    if give_up:
+        # The bounds have lost: so many blocks stay live only for a flat query, and the
+        # finish below walks every term's rows, block by block, through a touched list,
+        # where the exhaustive kernel takes the postings in one plain pass (_scan_all).
+        # Start over there; both are exact, so only the time moves. The share and the
+        # check point were measured, at every k: benchmarks/README.md.
+        ub[:] = 0
+        hs[:] = 0
+        hd[:] = -1
+        stats[qi, 0] = stats[qi, 1] = nb  # as _exhaustive_wins: every block scored
+        stats[qi, 2] = rows_read
+        return _exhaustive_row(q, qi, p, dead, k, acc, touched, out_ids, out_scores)
+    if sweep:
         size = _finish_term_at_a_time(
             nv, ws, first, sl, p, dead, k, Workspace(ub, tab, gen, cand, acc, touched), hs, hd,
             size,

@@ -8,7 +8,9 @@ from dataclasses import dataclass, field
 import numpy as np
 import scipy.sparse as sp
 from sparseretr.index.postings import encode_postings, postings_by_slot, term_kth_impacts
-from sparseretr.kernels import Postings, Queries, Workspace, dense_terms, pruned_table_size
+from sparseretr.kernels import Postings, Queries, Workspace, pruned_table_size
+
+from sparseretr import kernels as K
 
 NO_DENSE = 1 << 62  # no term has that many bytes of block rows
 
@@ -69,10 +71,8 @@ def make_layout(
     block_ptr, rows, local, _ = encode_postings(term_ptr, slots, impacts, bsize)
     kth = term_kth_impacts(term_ptr, impacts)
     nb = -(-docs.shape[0] // bsize)
-    dense = tuple(
-        readonly(a)
-        for a in dense_terms(term_ptr, block_ptr, rows, local, impacts, bsize, nb, dense_bytes)
-    )
+    dense = K.dense_terms(term_ptr, block_ptr, rows, local, impacts, bsize, nb, dense_bytes)
+    dense = tuple(readonly(a) for a in K.narrow_slots(dense, bsize))  # as SparseIndex holds them
     arrays = (term_ptr, block_ptr, rows, local, impacts, order.astype(np.int32), kth)
     return Layout(Postings(*(readonly(a) for a in arrays), *dense, bsize), docs)
 

@@ -125,9 +125,9 @@ def test_thousands_of_queries_and_pruning_really_skips() -> None:
 
 def test_a_flat_query_gives_up_pruning_and_stays_exact() -> None:
     """Documents of one topic, every impact equal, and a query over the topic's common terms:
-    every block's bound ties with the k-th score, so after its best-first phase the pruned
-    search at k=10 finds every block still live and starts over exhaustively (the give-up
-    path of _pruned_row). Its top-k must still be the exhaustive one exactly."""
+    every block's bound ties with the k-th score, so once its first blocks are scored the
+    pruned search at k=10 finds every block still live and starts over exhaustively (the
+    give-up path of _pruned_row). Its top-k must still be the exhaustive one exactly."""
     rng = np.random.default_rng(7)
     n, vocab, bsize = 3000, 40, 2
     docs = topical_docs(rng, n, vocab, topics=1)
