@@ -101,6 +101,20 @@ def open_engine(settings: Settings, progress: LoadProgress | None = None) -> Any
             dense=settings.dense, bm25=settings.bm25, **extra,
         )  # fmt: skip
     writable = settings.writable and is_segmented(settings.index_path)
-    return Engine.open(
+    engine = Engine.open(
         settings.index_path, dense=settings.dense, bm25=settings.bm25, writable=writable, **extra
     )
+    warm_up(engine, progress)
+    return engine
+
+
+def warm_up(engine: Any, progress: LoadProgress | None = None) -> None:
+    """One search through every side before /readyz says ready. The first search of a
+    process otherwise pays, inside a user's request, for loading the compiled kernels and
+    for the index's per-term arrays that the kernels decode on first use (seconds at a
+    million documents: benchmarks/README.md)."""
+    if progress is not None:
+        progress.phase = "warming up"
+    t0 = time.perf_counter()
+    engine.search(["warm up"], k=1)  # the default mode: hybrid over every side present
+    log.info("warmed up in %.0f ms", (time.perf_counter() - t0) * 1e3)

@@ -26,6 +26,9 @@ def client(tiny_beir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterato
 
 def test_ready_and_stats(client: TestClient) -> None:
     assert client.get("/readyz").status_code == 200
+    # warmed up before ready (the first test here: no search has run yet): the kernels'
+    # per-term arrays are decoded, so no user's first query pays for it
+    assert client.app.state.engine.snapshot.first.sparse._kernel_postings is not None
     s = client.get("/stats").json()
     assert s["index"]["n_docs"] == 6
     assert s["modes"] == ["sparse", "dense", "hybrid", "bm25"]
