@@ -96,15 +96,17 @@ def open_engine(settings: Settings, progress: LoadProgress | None = None) -> Any
     if settings.shards:
         from sparseretr.cluster.deploy import open_sharded
 
-        return open_sharded(
+        engine = open_sharded(
             settings.index_path, settings.shards, ray_address=settings.ray_address,
             dense=settings.dense, bm25=settings.bm25, **extra,
         )  # fmt: skip
-    writable = settings.writable and is_segmented(settings.index_path)
-    engine = Engine.open(
-        settings.index_path, dense=settings.dense, bm25=settings.bm25, writable=writable, **extra
-    )
-    warm_up(engine, progress)
+    else:
+        writable = settings.writable and is_segmented(settings.index_path)
+        engine = Engine.open(
+            settings.index_path, dense=settings.dense, bm25=settings.bm25, writable=writable,
+            **extra,
+        )  # fmt: skip
+    warm_up(engine, progress)  # sharded: each shard actor decodes its own segments
     return engine
 
 
