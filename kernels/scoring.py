@@ -509,7 +509,10 @@ def _offer_all(
     of replacements."""
     n = doc_order.shape[0]
     bits = acc[:n].view(np.int32)
-    lo = max(np.array([np.float32(floor)]).view(np.int32)[0], 1)  # zero: untouched slots
+    one = np.empty(1, dtype=np.float32)  # a float read back as its bits (floor, heap root)
+    one_bits = one.view(np.int32)
+    one[0] = floor
+    lo = max(one_bits[0], 1)  # zero: untouched slots
     if k >= _HIST_MIN_K and dead.shape[0] == 0:
         nh = 1 << (31 - _HIST_SHIFT)
         hist = np.zeros((4, nh), dtype=np.int32)  # 4 interleaved: no store-to-load chains
@@ -523,14 +526,12 @@ def _offer_all(
             if seen >= k:
                 lo = max(lo, np.int32(h << _HIST_SHIFT))
                 break
-    root = np.empty(1, dtype=np.float32)  # the heap's worst score, read back as bits
-    root_bits = root.view(np.int32)
     thr = np.int32(0x7FFFFFFF)  # k = 0: above every finite float's bits, nothing enters
     if size < k:
         thr = lo
     elif k > 0:
-        root[0] = hs[0]
-        thr = max(lo, root_bits[0])
+        one[0] = hs[0]
+        thr = max(lo, one_bits[0])
     for c0 in range(0, n, _SCAN_CHUNK):
         c1 = min(c0 + _SCAN_CHUNK, n)
         top = np.int32(0)
@@ -543,8 +544,8 @@ def _offer_all(
                     if dead.shape[0] == 0 or dead[d] == 0:
                         size = _offer(hs, hd, size, k, acc[s], d)
                         if size == k:
-                            root[0] = hs[0]
-                            thr = max(lo, root_bits[0])
+                            one[0] = hs[0]
+                            thr = max(lo, one_bits[0])
         for s in range(c0, c1):
             bits[s] = 0
     return size
