@@ -51,8 +51,8 @@ def _add_batch_args(p: argparse.ArgumentParser) -> None:
     g.add_argument(
         "--shard-size",
         type=int,
-        default=DEFAULT_SHARD_SIZE,
-        help=f"documents per shard, the unit of resume and of work (default {DEFAULT_SHARD_SIZE})",
+        help="documents per shard, the unit of resume and of work (default: equal shards of "
+        f"at most {DEFAULT_SHARD_SIZE}, as many as a multiple of the workers)",
     )
     g.add_argument(
         "--workers",

@@ -271,6 +271,41 @@ def test_two_worker_processes_match_one(corpus: Path, reference: Path, tmp_path:
     assert_same_index(reference, out)
 
 
+def test_default_shards_are_equal_and_one_round_per_worker(tmp_path: Path, capsys):
+    """No --shard-size: equal shards, as many as a multiple of the workers (no last round
+    with one core idle), and a resume keeps the size the work folder was started with even
+    where this machine would plan other workers."""
+    corpus = make_corpus(tmp_path / "c.jsonl", n=600)
+    explicit, auto = tmp_path / "explicit", tmp_path / "auto"
+    build(corpus, explicit)
+    args = [a for a in build_args(corpus, auto, "--keep-work") if a not in ("--shard-size", "10")]
+    args[args.index("--workers") + 1] = "2"
+    capsys.readouterr()
+    assert main(args) == 0
+    shards = json.loads(capsys.readouterr().out)["shards"]
+    assert shards["total"] == 2 and shards["shard_size"] == 300 and shards["workers"] == 2
+    assert_same_index(explicit, auto)
+    shutil.rmtree(auto)
+    (work_dir_for(auto) / "shard-000001.npz").unlink()  # as if killed with shard 0 done
+    args[args.index("--workers") + 1] = "1"  # planned afresh: one shard of 600
+    assert main(args) == 0
+    shards = json.loads(capsys.readouterr().out)["shards"]
+    assert shards["shard_size"] == 300 and shards["reused"] == 1
+    assert_same_index(explicit, auto)
+
+
+@pytest.mark.parametrize(
+    ("n_docs", "workers", "size", "n_shards"),
+    [(5183, 2, 864, 6), (3633, 2, 909, 4), (2000, 2, 1000, 2), (1_000_000, 2, 1000, 1000),
+     (2500, 3, 834, 3), (300, 2, 300, 1), (511, 2, 511, 1), (512, 2, 256, 2), (7, 16, 7, 1)],
+)  # fmt: skip
+def test_auto_shard_size(n_docs: int, workers: int, size: int, n_shards: int):
+    from sparseretr.batch.job import auto_shard_size
+
+    assert auto_shard_size(n_docs, workers) == size
+    assert -(-n_docs // size) == n_shards
+
+
 def test_dense_companion_resumes(tmp_path: Path, capsys):
     corpus = make_corpus(tmp_path / "c.jsonl", n=30)
     full, resumed = tmp_path / "full", tmp_path / "resumed"
