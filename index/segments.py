@@ -256,12 +256,17 @@ def merge_runs(runs: Sequence[Run], nq: int, k: int) -> list[list[SegHit]]:
     """The top-k per query over several segments' runs, ordered by score (descending), then
     segment position, then internal id: the same order wherever the runs were computed (one
     process, or shard servers), so a sharded search returns exactly this."""
+    # Rows go through tolist() (one call per row) and never through numpy scalars, which cost
+    # microseconds each: at k=1000 indexing them one by one took far longer than the search.
     if len(runs) == 1:  # one segment: the kernel's order already (ties by internal id)
         r = runs[0]
+        seg = r.segment
         return [
             [
-                SegHit(bytes(r.ids[q, j]).decode("utf-8"), float(r.scores[q, j]), r.segment, int(i))
-                for j, i in enumerate(r.internal[q])
+                SegHit(d.decode("utf-8"), s, seg, i)
+                for d, s, i in zip(
+                    r.ids[q].tolist(), r.scores[q].tolist(), r.internal[q].tolist(), strict=True
+                )
                 if i >= 0
             ][:k]
             for q in range(nq)
@@ -276,14 +281,14 @@ def merge_runs(runs: Sequence[Run], nq: int, k: int) -> list[list[SegHit]]:
     key = np.where(internal >= 0, -scores.astype(np.float64), np.inf)  # no hit: last
     order = np.lexsort((internal, pos, key), axis=-1)[:, :k]
     for q in range(nq):
+        o = order[q]
+        rows = zip(ids[q, o].tolist(), scores[q, o].tolist(), pos[q, o].tolist(),
+                   internal[q, o].tolist(), strict=True)  # fmt: skip
         hits = out[q]
-        for j in order[q]:
-            if internal[q, j] < 0:
+        for d, s, p, i in rows:
+            if i < 0:
                 break
-            hits.append(
-                SegHit(bytes(ids[q, j]).decode("utf-8"), float(scores[q, j]), int(pos[q, j]),
-                       int(internal[q, j]))
-            )  # fmt: skip
+            hits.append(SegHit(d.decode("utf-8"), s, p, i))
     return out
 
 
