@@ -6,6 +6,7 @@ and each of those must not import the other.
 
 from __future__ import annotations
 
+import gc
 import logging
 import threading
 import time
@@ -107,6 +108,11 @@ def open_engine(settings: Settings, progress: LoadProgress | None = None) -> Any
             **extra,
         )  # fmt: skip
     warm_up(engine, progress)  # sharded: each shard actor decodes its own segments
+    # What is loaded now (torch, the models, the index) lives as long as the process. Frozen,
+    # the collector's full passes stop walking it (~480k objects): the hits of a few k=1000
+    # searches had set one off, a ~235 ms pause in some user's request (benchmarks/README.md).
+    gc.collect()
+    gc.freeze()
     return engine
 
 

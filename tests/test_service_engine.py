@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import gc
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -18,6 +19,7 @@ def client(tiny_beir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterato
         _env_file=None, index_path=index, data_path=tiny_beir, api_key=None,
         load_in_background=False, workers=1,
     )
+    gc.unfreeze()  # whatever an earlier test froze: test_ready_and_stats sees this start's own
     with TestClient(create_app(settings)) as c:
         yield c
     seg = index / "segments" / "seg-000000"
@@ -29,6 +31,8 @@ def test_ready_and_stats(client: TestClient) -> None:
     # warmed up before ready (the first test here: no search has run yet): the kernels'
     # per-term arrays are decoded, so no user's first query pays for it
     assert client.app.state.engine.snapshot.first.sparse._kernel_postings is not None
+    # and what it loaded is frozen out of the collector's full passes (no pauses at large k)
+    assert gc.get_freeze_count() > 100_000
     s = client.get("/stats").json()
     assert s["index"]["n_docs"] == 6
     assert s["modes"] == ["sparse", "dense", "hybrid", "bm25"]
