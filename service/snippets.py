@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
 _WORD = re.compile(r"\w+")
@@ -36,6 +36,8 @@ class Span:
 
 
 def _norm(s: str) -> str:
+    if s.isascii():  # most words: NFKD leaves ASCII as it is, and casefold is lower there
+        return s.lower()
     decomposed = unicodedata.normalize("NFKD", s)
     return "".join(c for c in decomposed if not unicodedata.combining(c)).casefold()
 
@@ -69,32 +71,33 @@ def _matchers(tokens: Iterable[str]) -> list[_Matcher]:
     return out
 
 
-def highlight(text: str, tokens: Iterable[str]) -> list[Span]:
-    """Every word of ``text`` that one of ``tokens`` matches (first matching token wins)."""
-    matchers = _matchers(tokens)
-    if not matchers:
-        return []
-    spans = []
+def _matched(text: str, matchers: list[_Matcher]) -> Iterator[Span]:
+    """The words of ``text`` that a matcher matches, in order (first matching one wins); lazy,
+    so that finding the first match reads no further (k=1000 asks for a thousand snippets)."""
     for m in _WORD.finditer(text):
         word = _norm(m.group())
         for matcher in matchers:
             if matcher.matches(word):
-                spans.append(Span(m.start(), m.end(), matcher.token))
+                yield Span(m.start(), m.end(), matcher.token)
                 break
-    return spans
+
+
+def highlight(text: str, tokens: Iterable[str]) -> list[Span]:
+    """Every word of ``text`` that one of ``tokens`` matches (first matching token wins)."""
+    return list(_matched(text, _matchers(tokens)))
 
 
 def make_snippet(text: str, tokens: Iterable[str], width: int = 240) -> tuple[str, list[Span]]:
     """A window of about ``width`` characters of ``text`` starting a little before the first
     matched word (the beginning when nothing matches), cut at word boundaries, whitespace
     collapsed, with ``…`` where text was cut; plus the highlight spans inside it."""
-    tokens = list(tokens)
+    matchers = _matchers(tokens)
     text = text or ""
     if len(text) <= width:
         start, end = 0, len(text)
     else:
-        first = highlight(text, tokens)
-        anchor = first[0].start if first else 0
+        first = next(_matched(text, matchers), None)
+        anchor = first.start if first else 0
         start = max(0, anchor - width // 4)
         while start > 0 and _WORD.match(text, start - 1):  # begin on a word boundary
             start -= 1
@@ -105,7 +108,7 @@ def make_snippet(text: str, tokens: Iterable[str], width: int = 240) -> tuple[st
             end = cut if cut > start else end
     body = _SPACE.sub(" ", text[start:end]).strip()
     snippet = (ELLIPSIS if start > 0 else "") + body + (ELLIPSIS if end < len(text) else "")
-    return snippet, highlight(snippet, tokens)
+    return snippet, list(_matched(snippet, matchers))
 
 
 def query_terms(query: str) -> list[str]:

@@ -771,6 +771,55 @@ def test_highlight_ignores_case_and_accents_and_matches_stems() -> None:
     assert got == [("Café", "cafe"), ("diabetes", "diabet"), ("DIABETIC", "diabet")]
 
 
+def _reference_spans(text: str, tokens: list[str]) -> list[tuple[int, int, str]]:
+    """The module's rules, spelled out plainly: every word normalized the long way (NFKD,
+    combining marks dropped, casefold), every matcher tried on every word."""
+    import re
+    import unicodedata
+
+    def norm(w: str) -> str:
+        d = unicodedata.normalize("NFKD", w)
+        return "".join(c for c in d if not unicodedata.combining(c)).casefold()
+
+    rules, seen = [], set()
+    for t in tokens:
+        if not t or re.match(r"^\[[A-Za-z0-9_]+\]$", t):
+            continue
+        inner = t.startswith("##")
+        piece = norm(t[2:] if inner else t)
+        if not piece or not any(c.isalnum() for c in piece) or (inner and len(piece) < 3):
+            continue
+        if (piece, inner) not in seen:
+            seen.add((piece, inner))
+            rules.append((t, piece, inner))
+    out = []
+    for m in re.finditer(r"\w+", text):
+        w = norm(m.group())
+        for t, piece, inner in rules:
+            prefix = w == piece or (len(piece) >= 3 and w.startswith(piece))
+            if (piece in w[1:]) if inner else prefix:
+                out.append((m.start(), m.end(), t))
+                break
+    return out
+
+
+_WORDS = ["cell", "Cells", "binding", "café", "CAFE", "straße", "STRASSE", "ﬁbre", "fibre",
+          "naïve", "İstanbul", "istanbul", "diabetes", "DIABETIC", "d", "D3", "ing", "x"]
+
+
+@given(words=st.lists(st.sampled_from(_WORDS), max_size=80),
+       tokens=st.lists(st.sampled_from(_WORDS + ["##ing", "##abet", "##s", "[CLS]", "stras",
+                                                 "fib", "naive", "cafe"]), max_size=6),
+       width=st.integers(10, 200))  # fmt: skip
+def test_highlight_and_snippet_follow_the_plain_rules(words, tokens, width) -> None:
+    text = " ".join(words)
+    assert [(s.start, s.end, s.token) for s in highlight(text, tokens)] == _reference_spans(
+        text, tokens
+    )
+    snippet, spans = make_snippet(text, tokens, width=width)
+    assert [(s.start, s.end, s.token) for s in spans] == _reference_spans(snippet, tokens)
+
+
 def test_highlight_offsets_are_code_points() -> None:
     text = "\U0001f600 emoji before the cancer word"
     (span,) = highlight(text, ["cancer"])
