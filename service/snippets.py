@@ -74,8 +74,13 @@ def _matchers(tokens: Iterable[str]) -> list[_Matcher]:
 def _matched(text: str, matchers: list[_Matcher]) -> Iterator[Span]:
     """The words of ``text`` that a matcher matches, in order (first matching one wins); lazy,
     so that finding the first match reads no further (k=1000 asks for a thousand snippets)."""
+    # A word-initial piece can only match a word with its first character: with no inner
+    # pieces, most words are passed over on that alone.
+    firsts = None if any(x.inner for x in matchers) else {x.piece[0] for x in matchers}
     for m in _WORD.finditer(text):
         word = _norm(m.group())
+        if firsts is not None and word[:1] not in firsts:
+            continue
         for matcher in matchers:
             if matcher.matches(word):
                 yield Span(m.start(), m.end(), matcher.token)
