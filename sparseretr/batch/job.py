@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 
 from sparseretr.batch.encode import EncoderSpec, ShardDone
-from sparseretr.batch.local import available_cores, encode_local, gpu_devices, plan_workers
+from sparseretr.batch.local import encode_local, gpu_devices, plan_workers
 from sparseretr.batch.workdir import (
     MANIFEST,
     WorkDir,
@@ -80,17 +80,15 @@ def auto_shard_size(n_docs: int, workers: int) -> int:
     """
     w = max(1, min(workers, n_docs // MIN_DOCS_PER_WORKER))
     n_shards = w * -(-n_docs // (w * DEFAULT_SHARD_SIZE))
-    return max(1, -(-n_docs // n_shards))
+    return -(-n_docs // n_shards)
 
 
-def _planned_workers(encoder: SparseEncoder, o: BatchOptions) -> int:
+def _planned_workers(encoder: SparseEncoder, o: BatchOptions, n_docs: int) -> int:
     """The workers the local runner will start (Ray's count is the cluster's: unknown here)."""
-    if o.workers is not None:
-        return o.workers
     if o.ray:
-        return 1
+        return o.workers or 1
     gpus = gpu_devices(o.device) if encoder.kind != "bm25" or o.dense_model else []
-    return len(gpus) or available_cores()
+    return plan_workers(o.workers, n_docs, gpus)[0]
 
 
 def work_key(corpus: Path, encoder: SparseEncoder, o: BatchOptions) -> dict[str, Any]:
@@ -175,7 +173,9 @@ def build_batch(
     work = WorkDir.open(work_dir_for(out), key, overwrite=o.overwrite)
     try:
         size = o.shard_size or work.manifest.get("shard_size")
-        o = replace(o, shard_size=size or auto_shard_size(n_docs, _planned_workers(encoder, o)))
+        if not size:
+            size = auto_shard_size(n_docs, _planned_workers(encoder, o, n_docs))
+        o = replace(o, shard_size=size)
         n_shards = -(-n_docs // o.shard_size)
         _remove_stale_builds(out)
         work.update(n_docs=n_docs, n_shards=n_shards, shard_size=o.shard_size)
